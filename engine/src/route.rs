@@ -1,0 +1,235 @@
+//! Request routing: which endpoint of the spec a request addresses.
+//!
+//! Repository names contain `/`, so the path is read from its end: the last segments name the
+//! endpoint (`manifests/<ref>`, `blobs/<digest>`, `blobs/uploads/<id>`, `tags/list`,
+//! `referrers/<digest>`), and everything before them is the name, which must then match the
+//! spec's grammar. Nothing that fails validation reaches a storage key.
+
+use http::{Method, StatusCode};
+
+use crate::digest::{Digest, DigestError};
+use crate::error::{ErrorCode, RegistryError, Result};
+use crate::names;
+
+/// A manifest reference: a tag or a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reference {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl core::fmt::Display for Reference {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Reference::Tag(t) => f.write_str(t),
+            Reference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+/// The endpoint a request addresses, with its path parameters validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/v2/` (end-1).
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// `/v2/<name>/manifests/<reference>` (end-3, end-7, end-9).
+    Manifest { name: String, reference: Reference },
+    /// `/v2/<name>/blobs/<digest>` (end-2, end-10).
+    Blob { name: String, digest: Digest },
+    /// `/v2/<name>/blobs/uploads/` (end-4, end-11).
+    UploadStart { name: String },
+    /// `/v2/<name>/blobs/uploads/<id>` (end-5, end-6, end-13, end-14).
+    Upload { name: String, id: String },
+    /// `/v2/<name>/tags/list` (end-8).
+    Tags { name: String },
+    /// `/v2/<name>/referrers/<digest>` (end-12).
+    Referrers { name: String, digest: Digest },
+}
+
+impl Route {
+    /// The repository the route addresses, if any.
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            Route::Base | Route::Catalog => None,
+            Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::UploadStart { name }
+            | Route::Upload { name, .. }
+            | Route::Tags { name }
+            | Route::Referrers { name, .. } => Some(name),
+        }
+    }
+
+    /// A low-cardinality label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Manifest { .. } => "manifest",
+            Route::Blob { .. } => "blob",
+            Route::UploadStart { .. } => "upload-start",
+            Route::Upload { .. } => "upload",
+            Route::Tags { .. } => "tags",
+            Route::Referrers { .. } => "referrers",
+        }
+    }
+
+    /// Which methods the route answers.
+    pub fn allowed_methods(&self) -> &'static [Method] {
+        const READ: &[Method] = &[Method::GET, Method::HEAD];
+        match self {
+            Route::Base | Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } => READ,
+            Route::Manifest { .. } => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
+            Route::Blob { .. } => &[Method::GET, Method::HEAD, Method::DELETE],
+            Route::UploadStart { .. } => &[Method::POST],
+            Route::Upload { .. } => &[Method::GET, Method::PATCH, Method::PUT, Method::DELETE],
+        }
+    }
+}
+
+fn not_found(path: &str) -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NameUnknown,
+        format!("no endpoint of the distribution API at {path}"),
+    )
+}
+
+fn parse_name(segments: &[&str]) -> Result<String> {
+    let name = segments.join("/");
+    if names::is_valid_repository_name(&name) {
+        Ok(name)
+    } else {
+        Err(RegistryError::name_invalid(format!(
+            "invalid repository name {name:?}: names are lowercase path components \
+             [a-z0-9]+ joined by '.', '_', '__' or '-', separated by '/', at most 255 characters"
+        )))
+    }
+}
+
+pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::parse(text).map_err(|e| match e {
+        DigestError::UnsupportedAlgorithm(_) => RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Unsupported,
+            format!("{text:?}: {e}"),
+        ),
+        _ => RegistryError::digest_invalid(format!("{text:?}: {e}")),
+    })
+}
+
+fn parse_reference(text: &str) -> Result<Reference> {
+    if text.contains(':') {
+        return parse_digest(text).map(Reference::Digest);
+    }
+    if names::is_valid_tag(text) {
+        Ok(Reference::Tag(text.to_owned()))
+    } else {
+        Err(RegistryError::manifest_invalid(format!(
+            "{text:?} is neither a digest nor a tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})"
+        )))
+    }
+}
+
+/// Routes a request path (without its query).
+pub fn route(path: &str) -> Result<Route> {
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return Err(not_found(path));
+    };
+    if rest.is_empty() || rest == "/" {
+        return Ok(Route::Base);
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Err(not_found(path));
+    };
+    if rest == "_catalog" {
+        return Ok(Route::Catalog);
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let n = segments.len();
+    // Longest endpoint shape first: `blobs/uploads/<id>` before `blobs/<digest>`.
+    if n > 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
+        let name = parse_name(&segments[..n - 3])?;
+        let id = segments[n - 1];
+        if id.is_empty() {
+            return Ok(Route::UploadStart { name });
+        }
+        if !names::is_valid_upload_id(id) {
+            return Err(RegistryError::upload_unknown());
+        }
+        return Ok(Route::Upload {
+            name,
+            id: id.to_owned(),
+        });
+    }
+    if n > 2 {
+        let name_segments = &segments[..n - 2];
+        match (segments[n - 2], segments[n - 1]) {
+            ("blobs", "uploads") => {
+                return Ok(Route::UploadStart {
+                    name: parse_name(name_segments)?,
+                });
+            }
+            ("manifests", reference) => {
+                let name = parse_name(name_segments)?;
+                return Ok(Route::Manifest {
+                    name,
+                    reference: parse_reference(reference)?,
+                });
+            }
+            ("blobs", digest) => {
+                let name = parse_name(name_segments)?;
+                return Ok(Route::Blob {
+                    name,
+                    digest: parse_digest(digest)?,
+                });
+            }
+            ("tags", "list") => {
+                return Ok(Route::Tags {
+                    name: parse_name(name_segments)?,
+                });
+            }
+            ("referrers", digest) => {
+                let name = parse_name(name_segments)?;
+                return Ok(Route::Referrers {
+                    name,
+                    digest: parse_digest(digest)?,
+                });
+            }
+            _ => {}
+        }
+    }
+    Err(not_found(path))
+}
+
+/// The decoded query parameters of a request, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(query: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}

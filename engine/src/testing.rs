@@ -1,0 +1,450 @@
+//! An in-memory store and a driver that runs transactions against it, with injectable faults.
+//!
+//! Every engine test, property test, fuzz target and the in-process conformance target runs
+//! the real engine through [`Driver`]. The store is strict where real backends are strict: it
+//! enforces conditional writes and R2's multipart rules (parts of at least 5 MiB, all but the
+//! last of one size, etags that match), so an engine bug that a real bucket would reject fails
+//! here too. It is also a complete, if volatile, storage backend (`berth serve --storage
+//! memory` executes effects with it).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::MIN_PART_SIZE;
+use crate::effect::{Condition, Effect, Listing, ObjectMeta, Outcome};
+use crate::response::{Body, ByteRange};
+use crate::transaction::Next;
+use crate::{Entropy, Registry, UnixTime};
+
+#[derive(Clone, Debug)]
+struct StoredObject {
+    bytes: Bytes,
+    etag: String,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MultipartUpload {
+    key: String,
+    parts: BTreeMap<u32, (Bytes, String)>,
+}
+
+/// Objects and multipart uploads in memory, with S3 semantics.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    objects: BTreeMap<String, StoredObject>,
+    multipart: BTreeMap<String, MultipartUpload>,
+    versions: u64,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn next_version(&mut self, prefix: &str) -> String {
+        self.versions += 1;
+        format!("{prefix}{}", self.versions)
+    }
+
+    fn meta(object: &StoredObject) -> ObjectMeta {
+        ObjectMeta {
+            size: object.bytes.len() as u64,
+            etag: object.etag.clone(),
+        }
+    }
+
+    /// Executes one storage effect. [`Effect::ReadBody`] is not storage: it fails.
+    pub fn execute(&mut self, effect: Effect) -> Outcome {
+        match effect {
+            Effect::Head { key } => match self.objects.get(&key) {
+                Some(object) => Outcome::Found(Self::meta(object)),
+                None => Outcome::NotFound,
+            },
+            Effect::Get { key, range } => match self.read(&key, range) {
+                Some(bytes) => Outcome::Object {
+                    meta: Self::meta(&self.objects[&key]),
+                    bytes,
+                },
+                None => Outcome::NotFound,
+            },
+            Effect::Put {
+                key,
+                body,
+                condition,
+            } => {
+                let current = self.objects.get(&key);
+                let allowed = match &condition {
+                    Condition::None => true,
+                    Condition::IfNoneMatch => current.is_none(),
+                    Condition::IfMatch(etag) => current.is_some_and(|o| &o.etag == etag),
+                };
+                if !allowed {
+                    return Outcome::PreconditionFailed;
+                }
+                let etag = self.next_version("\"v");
+                self.objects.insert(
+                    key,
+                    StoredObject {
+                        bytes: body,
+                        etag: etag.clone(),
+                    },
+                );
+                Outcome::Stored { etag }
+            }
+            Effect::Delete { key } => {
+                self.objects.remove(&key);
+                Outcome::Deleted
+            }
+            Effect::List {
+                prefix,
+                start_after,
+                limit,
+                delimiter,
+            } => Outcome::Listed(self.list(&prefix, start_after.as_deref(), limit, delimiter)),
+            Effect::CreateMultipart { key, part_size: _ } => {
+                let upload_id = self.next_version("mpu-");
+                self.multipart.insert(
+                    upload_id.clone(),
+                    MultipartUpload {
+                        key,
+                        parts: BTreeMap::new(),
+                    },
+                );
+                Outcome::MultipartCreated { upload_id }
+            }
+            Effect::UploadPart {
+                key,
+                upload_id,
+                part_number,
+                body,
+            } => {
+                if !(1..=10_000).contains(&part_number) {
+                    return Outcome::Failed(format!("part number {part_number} out of 1..=10000"));
+                }
+                let etag = self.next_version("\"p");
+                match self.multipart.get_mut(&upload_id) {
+                    Some(upload) if upload.key == key => {
+                        upload.parts.insert(part_number, (body, etag.clone()));
+                        Outcome::PartUploaded { etag }
+                    }
+                    _ => Outcome::NotFound,
+                }
+            }
+            Effect::CompleteMultipart {
+                key,
+                upload_id,
+                parts,
+            } => {
+                let Some(upload) = self.multipart.get(&upload_id).filter(|u| u.key == key) else {
+                    return Outcome::NotFound;
+                };
+                if parts.is_empty() {
+                    return Outcome::Failed("a multipart upload needs at least one part".into());
+                }
+                let mut assembled = BytesMut::new();
+                let mut first_size = None;
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 && part.part_number <= parts[i - 1].part_number {
+                        return Outcome::Failed("parts must be listed in increasing order".into());
+                    }
+                    let Some((bytes, etag)) = upload.parts.get(&part.part_number) else {
+                        return Outcome::Failed(format!(
+                            "part {} was never uploaded",
+                            part.part_number
+                        ));
+                    };
+                    if etag != &part.etag {
+                        return Outcome::Failed(format!(
+                            "part {} has etag {etag}, not {}",
+                            part.part_number, part.etag
+                        ));
+                    }
+                    let last = i == parts.len() - 1;
+                    if !last {
+                        if (bytes.len() as u64) < MIN_PART_SIZE {
+                            return Outcome::Failed(format!(
+                                "part {} is smaller than 5 MiB",
+                                part.part_number
+                            ));
+                        }
+                        if *first_size.get_or_insert(bytes.len()) != bytes.len() {
+                            return Outcome::Failed(
+                                "all parts but the last must have one size (R2)".into(),
+                            );
+                        }
+                    } else if first_size.is_some_and(|s| bytes.len() > s) {
+                        return Outcome::Failed(
+                            "the last part may not be larger than the others (R2)".into(),
+                        );
+                    }
+                    assembled.extend_from_slice(bytes);
+                }
+                self.multipart.remove(&upload_id);
+                let etag = self.next_version("\"m");
+                self.objects.insert(
+                    key,
+                    StoredObject {
+                        bytes: assembled.freeze(),
+                        etag: etag.clone(),
+                    },
+                );
+                Outcome::Stored { etag }
+            }
+            Effect::AbortMultipart { key: _, upload_id } => {
+                self.multipart.remove(&upload_id);
+                Outcome::Deleted
+            }
+            Effect::ReadBody => Outcome::Failed("the store does not read request bodies".into()),
+        }
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        delimiter: Option<char>,
+    ) -> Listing {
+        let mut listing = Listing::default();
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        let mut count = 0;
+        for key in self
+            .objects
+            .range::<String, _>((lower, Bound::Unbounded))
+            .map(|(k, _)| k)
+        {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let rolled = delimiter.and_then(|d| {
+                key[prefix.len()..]
+                    .find(d)
+                    .map(|i| key[..prefix.len() + i + d.len_utf8()].to_owned())
+            });
+            if let Some(common) = &rolled {
+                if listing.common_prefixes.last() == Some(common) {
+                    continue;
+                }
+                if start_after.is_some_and(|after| common.as_str() <= after) {
+                    continue;
+                }
+            }
+            if count == limit {
+                listing.truncated = true;
+                break;
+            }
+            count += 1;
+            match rolled {
+                Some(common) => listing.common_prefixes.push(common),
+                None => listing.keys.push(key.clone()),
+            }
+        }
+        listing
+    }
+
+    /// An object's bytes, or a range of them (clamped to the object).
+    pub fn read(&self, key: &str, range: Option<ByteRange>) -> Option<Bytes> {
+        let object = self.objects.get(key)?;
+        Some(match range {
+            None => object.bytes.clone(),
+            Some(r) => {
+                let len = object.bytes.len() as u64;
+                let first = r.first.min(len) as usize;
+                let last = r.last.saturating_add(1).min(len) as usize;
+                object.bytes.slice(first..last.max(first))
+            }
+        })
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.objects.keys().map(String::as_str)
+    }
+
+    /// Multipart uploads not completed or aborted.
+    pub fn open_multipart_uploads(&self) -> usize {
+        self.multipart.len()
+    }
+}
+
+/// Decides, before an effect runs, whether to replace its outcome: return `Some` to inject a
+/// failure or a lost race (the closure may also change the store, as a concurrent writer
+/// would), `None` to execute it normally.
+pub type Interceptor = Box<dyn FnMut(&Effect, &mut MemoryStore) -> Option<Outcome> + Send>;
+
+/// A response with its body read out.
+pub type TestResponse = http::Response<Bytes>;
+
+/// Runs transactions against a [`MemoryStore`], as a runtime would.
+pub struct Driver {
+    pub registry: Registry,
+    pub store: MemoryStore,
+    pub now: UnixTime,
+    /// Size of the body chunks handed to the engine.
+    pub chunk_size: usize,
+    /// Execute effects that are in flight together in reverse order of issue.
+    pub reverse_concurrent: bool,
+    interceptor: Option<Interceptor>,
+    requests: u64,
+    /// Every effect executed, as `operation key`, for assertions on what was touched.
+    pub log: Vec<String>,
+}
+
+impl Driver {
+    pub fn new(registry: Registry) -> Driver {
+        Driver {
+            registry,
+            store: MemoryStore::new(),
+            now: UnixTime(1_700_000_000),
+            chunk_size: 64 * 1024,
+            reverse_concurrent: false,
+            interceptor: None,
+            requests: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// Installs an interceptor consulted before every effect.
+    pub fn intercept(
+        &mut self,
+        interceptor: impl FnMut(&Effect, &mut MemoryStore) -> Option<Outcome> + Send + 'static,
+    ) {
+        self.interceptor = Some(Box::new(interceptor));
+    }
+
+    pub fn clear_interceptor(&mut self) {
+        self.interceptor = None;
+    }
+
+    /// Deterministic entropy: the request counter spread over 32 bytes.
+    fn entropy(&mut self) -> Entropy {
+        self.requests += 1;
+        let mut bytes = [0u8; 32];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (self
+                .requests
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(i as u32 * 7)
+                & 0xff) as u8;
+        }
+        Entropy(bytes)
+    }
+
+    /// Sends one request and returns the response with its body (a `Body::Object` is read from
+    /// the store, as a runtime would stream it).
+    pub fn send(&mut self, request: http::Request<Vec<u8>>) -> TestResponse {
+        let (parts, body) = request.into_parts();
+        let mut chunks: std::collections::VecDeque<Bytes> = Bytes::from(body)
+            .chunks(self.chunk_size.max(1))
+            .map(Bytes::copy_from_slice)
+            .collect();
+        let entropy = self.entropy();
+        let mut transaction =
+            self.registry
+                .begin(http::Request::from_parts(parts, ()), self.now, entropy);
+        let mut response = None;
+        let mut in_flight = Vec::new();
+        loop {
+            match transaction.poll() {
+                Next::Effect(id, effect) => in_flight.push((id, effect)),
+                Next::AwaitOutcome | Next::Done if !in_flight.is_empty() => {
+                    let mut batch = std::mem::take(&mut in_flight);
+                    if self.reverse_concurrent {
+                        batch.reverse();
+                    }
+                    for (id, effect) in batch {
+                        let outcome = self.run_effect(effect, &mut chunks);
+                        transaction
+                            .handle(id, outcome)
+                            .expect("the engine awaits every effect it issued");
+                    }
+                }
+                Next::AwaitOutcome => panic!("engine awaits an outcome but issued no effect"),
+                Next::Respond(r) => response = Some(r),
+                Next::Done => break,
+            }
+        }
+        let response = response.expect("every transaction responds");
+        let (parts, body) = response.into_parts();
+        let bytes = match body {
+            Body::Empty => Bytes::new(),
+            Body::Bytes(b) => b,
+            Body::Object { key, range } => self.store.read(&key, range).unwrap_or_default(),
+        };
+        http::Response::from_parts(parts, bytes)
+    }
+
+    /// Runs one maintenance transaction.
+    pub fn maintain(&mut self) -> TestResponse {
+        let mut transaction = self.registry.maintain(self.now);
+        let mut chunks = std::collections::VecDeque::new();
+        loop {
+            match transaction.poll() {
+                Next::Effect(id, effect) => {
+                    let outcome = self.run_effect(effect, &mut chunks);
+                    transaction.handle(id, outcome).expect("awaited");
+                }
+                Next::Respond(response) => {
+                    let (parts, body) = response.into_parts();
+                    let bytes = match body {
+                        Body::Bytes(b) => b,
+                        _ => Bytes::new(),
+                    };
+                    while !matches!(transaction.poll(), Next::Done) {}
+                    return http::Response::from_parts(parts, bytes);
+                }
+                Next::AwaitOutcome | Next::Done => panic!("maintenance ended without a response"),
+            }
+        }
+    }
+
+    fn run_effect(
+        &mut self,
+        effect: Effect,
+        body: &mut std::collections::VecDeque<Bytes>,
+    ) -> Outcome {
+        self.log.push(format!(
+            "{} {}",
+            effect.operation(),
+            effect.key().unwrap_or("")
+        ));
+        if let Some(interceptor) = self.interceptor.as_mut() {
+            if let Some(outcome) = interceptor(&effect, &mut self.store) {
+                return outcome;
+            }
+        }
+        match effect {
+            Effect::ReadBody => match body.pop_front() {
+                Some(chunk) => Outcome::BodyChunk(chunk),
+                None => Outcome::BodyEnd,
+            },
+            other => self.store.execute(other),
+        }
+    }
+}
+
+/// Builds a request for tests: `request("PUT", "/v2/a/manifests/x", &[("content-type", "..")], body)`.
+pub fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Vec<u8>>,
+) -> http::Request<Vec<u8>> {
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = body.into();
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        builder = builder.header("content-length", body.len());
+    }
+    builder.body(body).expect("valid test request")
+}
