@@ -157,13 +157,11 @@ impl RegistryError {
         struct Entry<'a> {
             code: &'a str,
             message: &'a str,
-            detail: Option<()>,
         }
         let body = serde_json::to_vec(&Envelope {
             errors: [Entry {
                 code: self.code.as_str(),
                 message: &self.message,
-                detail: None,
             }],
         })
         .unwrap_or_default();
