@@ -104,9 +104,13 @@ async fn load(cx: &Cx, name: &str, id: &str) -> Result<Session> {
     })
 }
 
-/// Replaces the record if nobody else did since we read it.
-async fn save(cx: &Cx, name: &str, session: &mut Session) -> Result<()> {
-    session.state.hash_state = hex::encode(session.hash.serialize());
+/// Replaces the record if nobody else did since we read it. `checkpoint` says whether the
+/// running hash now covers exactly `offset` bytes and is saved with it; between checkpoints
+/// the live hash runs ahead of the record (it has seen bytes not yet stored) and must not be.
+async fn save(cx: &Cx, name: &str, session: &mut Session, checkpoint: bool) -> Result<()> {
+    if checkpoint {
+        session.state.hash_state = hex::encode(session.hash.serialize());
+    }
     session.state.updated_at = cx.now.0;
     let key = layout::upload_state(&session.id);
     let body = Bytes::from(session.state.encode());
@@ -373,7 +377,7 @@ async fn claim(cx: &Cx, name: &str, session: &mut Session, writer: &mut Writer) 
         });
         created = Some((key, upload_id));
     }
-    if let Err(e) = save(cx, name, session).await {
+    if let Err(e) = save(cx, name, session, false).await {
         if let Some((key, upload_id)) = created {
             let _ = cx.store.abort_multipart(&key, &upload_id).await;
         }
@@ -422,7 +426,7 @@ async fn store_part(
     });
     session.state.next_part_number = number + 1;
     session.state.offset = session.state.offset - old_tail.as_ref().map_or(0, |t| t.len) + len;
-    save(cx, name, session).await?;
+    save(cx, name, session, true).await?;
     if let Some(tail) = old_tail {
         let _ = cx.store.delete(&tail.key).await;
     }
@@ -452,7 +456,7 @@ async fn keep_tail(
     if writer.claimed {
         session.state.writer = None;
     }
-    if let Err(e) = save(cx, name, session).await {
+    if let Err(e) = save(cx, name, session, true).await {
         if let Some(tail) = new_tail {
             let _ = cx.store.delete(&tail.key).await;
         }
@@ -473,6 +477,7 @@ async fn finish(cx: &Cx, name: &str, session: &mut Session, digest: &Digest) -> 
             // Nothing hashed yet: hash with the algorithm the client names at the end.
             session.state.algorithm = digest.algorithm();
             session.hash = ResumableHash::new(digest.algorithm());
+            session.state.hash_state = hex::encode(session.hash.serialize());
         } else {
             return Err(RegistryError::digest_invalid(format!(
                 "the upload is hashed with {} but the digest is {}; start the upload with \
@@ -497,7 +502,7 @@ async fn finish(cx: &Cx, name: &str, session: &mut Session, digest: &Digest) -> 
     let data_key = write_data(cx, name, session, &mut writer, remainder).await?;
     // Fence: from here on the record names the digest, so maintenance keeps the data.
     session.state.finalizing = Some(digest.to_string());
-    if let Err(e) = save(cx, name, session).await {
+    if let Err(e) = save(cx, name, session, false).await {
         if session.state.multipart.is_none() {
             let _ = cx.store.delete(&data_key).await;
         }

@@ -1,0 +1,408 @@
+//! Uploads that span parts, requests, races, faults and expiry, against the memory store
+//! (which enforces R2's multipart rules).
+
+mod common;
+
+use berth_engine::testing::{Driver, request};
+use berth_engine::{Condition, Config, Effect, Outcome, UnixTime};
+use common::*;
+
+const MIB: usize = 1024 * 1024;
+
+fn small_parts() -> Driver {
+    driver_with(Config {
+        part_size: 5 * MIB as u64,
+        ..Config::default()
+    })
+}
+
+/// Deterministic pseudo-random bytes.
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn start(d: &mut Driver, name: &str) -> String {
+    let r = d.send(request(
+        "POST",
+        &format!("/v2/{name}/blobs/uploads/"),
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status(), 202);
+    location(&r)
+}
+
+fn patch(
+    d: &mut Driver,
+    url: &str,
+    offset: usize,
+    bytes: &[u8],
+) -> berth_engine::testing::TestResponse {
+    let range = format!("{}-{}", offset, offset + bytes.len() - 1);
+    d.send(request(
+        "PATCH",
+        url,
+        &[("content-range", &range)],
+        bytes.to_vec(),
+    ))
+}
+
+fn get_blob(d: &mut Driver, name: &str, digest: &str) -> Vec<u8> {
+    let r = d.send(request(
+        "GET",
+        &format!("/v2/{name}/blobs/{digest}"),
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status(), 200, "{:?}", r.body());
+    r.body().to_vec()
+}
+
+#[test]
+fn a_blob_of_several_parts_pushed_in_odd_chunks_round_trips() {
+    let mut d = small_parts();
+    d.chunk_size = 777_777;
+    let blob = content(12 * MIB + 12345, 1);
+    let url = start(&mut d, "big");
+    let mut offset = 0;
+    for size in [3 * MIB, 3 * MIB + 1, 1, 4 * MIB] {
+        let r = patch(&mut d, &url, offset, &blob[offset..offset + size]);
+        assert_eq!(r.status(), 202, "{:?}", r.body());
+        offset += size;
+        assert_eq!(r.headers()["range"], format!("0-{}", offset - 1).as_str());
+    }
+    let digest = sha256(&blob);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        blob[offset..].to_vec(),
+    ));
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    assert_eq!(get_blob(&mut d, "big", &digest), blob);
+    assert_eq!(d.store.open_multipart_uploads(), 0);
+    assert!(
+        d.store.keys().all(|k| !k.starts_with("_uploads/")),
+        "upload state left behind"
+    );
+    let ranged = d.send(request(
+        "GET",
+        &format!("/v2/big/blobs/{digest}"),
+        &[("range", "bytes=5242870-5242889")],
+        vec![],
+    ));
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.body().as_ref(), &blob[5_242_870..5_242_890]);
+}
+
+#[test]
+fn a_part_sized_chunk_per_request_never_buffers_a_tail() {
+    let mut d = small_parts();
+    let blob = content(10 * MIB, 2);
+    let url = start(&mut d, "exact");
+    assert_eq!(patch(&mut d, &url, 0, &blob[..5 * MIB]).status(), 202);
+    assert_eq!(patch(&mut d, &url, 5 * MIB, &blob[5 * MIB..]).status(), 202);
+    assert!(d.store.keys().all(|k| !k.contains("/tail/")));
+    let digest = sha256(&blob);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    assert_eq!(get_blob(&mut d, "exact", &digest), blob);
+}
+
+#[test]
+fn a_monolithic_push_larger_than_a_part_uses_multipart() {
+    let mut d = small_parts();
+    let blob = content(11 * MIB, 3);
+    let digest = sha512(&blob);
+    let r = d.send(request(
+        "POST",
+        &format!("/v2/m/blobs/uploads/?digest={digest}"),
+        &[],
+        blob.clone(),
+    ));
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    assert!(d.log.iter().any(|l| l.starts_with("complete-multipart")));
+    assert_eq!(get_blob(&mut d, "m", &digest), blob);
+}
+
+#[test]
+fn a_digest_mismatch_after_parts_aborts_the_multipart_upload() {
+    let mut d = small_parts();
+    let blob = content(7 * MIB, 4);
+    let url = start(&mut d, "bad");
+    assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
+    let wrong = sha256(b"not it");
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={wrong}"),
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status(), 400);
+    assert_eq!(d.store.open_multipart_uploads(), 0);
+    assert_eq!(
+        d.store
+            .keys()
+            .filter(|k| !k.starts_with("_catalog/"))
+            .count(),
+        0,
+        "{:?}",
+        d.store.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_request_that_breaks_mid_body_keeps_its_full_parts_and_can_resume() {
+    let mut d = small_parts();
+    d.chunk_size = MIB;
+    let blob = content(13 * MIB, 5);
+    let url = start(&mut d, "resume");
+    // The client's connection breaks after 11 MiB of a 13 MiB PATCH.
+    let mut chunks_left = 11;
+    d.intercept(move |effect, _| match effect {
+        Effect::ReadBody if chunks_left == 0 => Some(Outcome::Failed("connection reset".into())),
+        Effect::ReadBody => {
+            chunks_left -= 1;
+            None
+        }
+        _ => None,
+    });
+    let r = d.send(request("PATCH", &url, &[], blob.clone()));
+    assert_eq!(r.status(), 400);
+    d.clear_interceptor();
+    let status = d.send(request("GET", &url, &[], vec![]));
+    assert_eq!(status.status(), 204);
+    assert_eq!(
+        status.headers()["range"],
+        format!("0-{}", 10 * MIB - 1).as_str(),
+        "two full parts survive"
+    );
+    assert_eq!(
+        patch(&mut d, &url, 10 * MIB, &blob[10 * MIB..]).status(),
+        202
+    );
+    let digest = sha256(&blob);
+    assert_eq!(
+        d.send(request(
+            "PUT",
+            &format!("{url}?digest={digest}"),
+            &[],
+            vec![]
+        ))
+        .status(),
+        201
+    );
+    assert_eq!(get_blob(&mut d, "resume", &digest), blob);
+}
+
+#[test]
+fn a_patch_that_loses_the_state_race_gets_416_and_leaves_nothing_referenced() {
+    let mut d = driver();
+    let url = start(&mut d, "race");
+    assert_eq!(patch(&mut d, &url, 0, b"abc").status(), 202);
+    // Another replica replaces the record between our read and our write.
+    let mut raced = false;
+    d.intercept(move |effect, store| {
+        if let Effect::Put {
+            key,
+            condition: Condition::IfMatch(_),
+            ..
+        } = effect
+        {
+            if !raced && key.ends_with("/state") {
+                raced = true;
+                let Outcome::Object { bytes, .. } = store.execute(Effect::Get {
+                    key: key.clone(),
+                    range: None,
+                }) else {
+                    panic!()
+                };
+                store.execute(Effect::Put {
+                    key: key.clone(),
+                    body: bytes,
+                    condition: Condition::None,
+                });
+            }
+        }
+        None
+    });
+    let r = patch(&mut d, &url, 3, b"def");
+    assert_eq!(r.status(), 416, "{:?}", r.body());
+    d.clear_interceptor();
+    let tails: Vec<_> = d
+        .store
+        .keys()
+        .filter(|k| k.contains("/tail/"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(tails.len(), 1, "only the winner's tail remains: {tails:?}");
+    let status = d.send(request("GET", &url, &[], vec![]));
+    assert_eq!(status.headers()["range"], "0-2");
+    assert_eq!(patch(&mut d, &url, 3, b"def").status(), 202);
+    let digest = sha256(b"abcdef");
+    assert_eq!(
+        d.send(request(
+            "PUT",
+            &format!("{url}?digest={digest}"),
+            &[],
+            vec![]
+        ))
+        .status(),
+        201
+    );
+    assert_eq!(get_blob(&mut d, "race", &digest), b"abcdef");
+}
+
+#[test]
+fn a_writer_taking_over_skips_the_part_number_of_the_one_it_replaced() {
+    let mut d = small_parts();
+    let blob = content(16 * MIB, 6);
+    let url = start(&mut d, "takeover");
+    // The first writer claims the upload, then dies before it finishes its part.
+    d.intercept(|effect, _| match effect {
+        Effect::UploadPart { .. } => Some(Outcome::Failed("replica killed".into())),
+        _ => None,
+    });
+    assert_eq!(patch(&mut d, &url, 0, &blob[..6 * MIB]).status(), 500);
+    d.clear_interceptor();
+    // A new request resumes from the record: same offset, a fresh part number.
+    assert_eq!(patch(&mut d, &url, 0, &blob[..11 * MIB]).status(), 202);
+    let numbers: Vec<_> = d
+        .log
+        .iter()
+        .filter(|l| l.starts_with("upload-part"))
+        .collect();
+    assert_eq!(numbers.len(), 3);
+    let digest = sha256(&blob);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        blob[11 * MIB..].to_vec(),
+    ));
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    assert_eq!(get_blob(&mut d, "takeover", &digest), blob);
+}
+
+#[test]
+fn the_first_verified_upload_of_a_digest_wins_and_duplicates_are_dropped() {
+    let mut d = driver();
+    let a = start(&mut d, "one");
+    let b = start(&mut d, "two");
+    let digest = sha256(b"same bytes");
+    assert_eq!(
+        d.send(request(
+            "PUT",
+            &format!("{a}?digest={digest}"),
+            &[],
+            b"same bytes".to_vec()
+        ))
+        .status(),
+        201
+    );
+    assert_eq!(
+        d.send(request(
+            "PUT",
+            &format!("{b}?digest={digest}"),
+            &[],
+            b"same bytes".to_vec()
+        ))
+        .status(),
+        201
+    );
+    assert_eq!(
+        d.store.keys().filter(|k| k.starts_with("_data/")).count(),
+        1
+    );
+    assert_eq!(get_blob(&mut d, "two", &digest), b"same bytes");
+}
+
+#[test]
+fn uploads_from_another_repository_are_unknown() {
+    let mut d = driver();
+    let url = start(&mut d, "mine");
+    let theirs = url.replace("/mine/", "/theirs/");
+    assert_eq!(d.send(request("GET", &theirs, &[], vec![])).status(), 404);
+}
+
+#[test]
+fn maintenance_removes_expired_uploads_and_keeps_active_ones() {
+    let mut d = small_parts();
+    let old = start(&mut d, "m");
+    assert_eq!(patch(&mut d, &old, 0, &content(6 * MIB, 7)).status(), 202);
+    d.now = UnixTime(d.now.0 + 6 * 24 * 3600);
+    let fresh = start(&mut d, "m");
+    assert_eq!(patch(&mut d, &fresh, 0, b"x").status(), 202);
+    d.now = UnixTime(d.now.0 + 2 * 24 * 3600);
+    let summary = d.maintain();
+    assert_eq!(
+        summary.body().as_ref(),
+        br#"{"expired":1,"active":1,"orphaned":0}"#
+    );
+    assert_eq!(d.send(request("GET", &old, &[], vec![])).status(), 404);
+    assert_eq!(d.send(request("GET", &fresh, &[], vec![])).status(), 204);
+    assert_eq!(d.store.open_multipart_uploads(), 0);
+    let old_id = old.rsplit('/').next().unwrap();
+    assert!(
+        d.store.keys().all(|k| !k.contains(old_id)),
+        "{:?}",
+        d.store.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn maintenance_keeps_the_data_of_an_upload_that_died_while_publishing() {
+    let mut d = driver();
+    let url = start(&mut d, "p");
+    let digest = sha256(b"published");
+    // The request dies right after the pointer is written, before the record is removed.
+    d.intercept(|effect, _| match effect {
+        Effect::List { prefix, .. } if prefix.starts_with("_uploads/") => {
+            Some(Outcome::Failed("replica killed".into()))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        d.send(request(
+            "PUT",
+            &format!("{url}?digest={digest}"),
+            &[],
+            b"published".to_vec()
+        ))
+        .status(),
+        500
+    );
+    d.clear_interceptor();
+    assert_eq!(get_blob(&mut d, "p", &digest), b"published");
+    d.now = UnixTime(d.now.0 + 30 * 24 * 3600);
+    assert_eq!(
+        d.maintain().body().as_ref(),
+        br#"{"expired":1,"active":0,"orphaned":0}"#
+    );
+    assert_eq!(get_blob(&mut d, "p", &digest), b"published");
+}
+
+#[test]
+fn reordered_outcomes_of_concurrent_effects_give_the_same_responses() {
+    let run = |reverse: bool| {
+        let mut d = driver();
+        d.reverse_concurrent = reverse;
+        let digest = push_image(&mut d, "app", "v1", b"layer", "");
+        let r = d.send(request("GET", "/v2/app/manifests/v1", &[], vec![]));
+        (digest, r.status(), r.body().clone())
+    };
+    assert_eq!(run(false), run(true));
+}
