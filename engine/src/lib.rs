@@ -60,6 +60,7 @@ mod context;
 pub mod digest;
 pub mod effect;
 pub mod error;
+pub mod fuzzing;
 pub mod layout;
 mod lists;
 mod maintenance;

@@ -3,7 +3,7 @@
 mod common;
 
 use berth_engine::digest::{Algorithm, Digest, ResumableHash};
-use berth_engine::testing::{Driver, MemoryStore, request};
+use berth_engine::testing::{Driver, request};
 use berth_engine::{Config, Effect, Outcome};
 use common::*;
 use proptest::prelude::*;
@@ -21,41 +21,6 @@ fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
-}
-
-/// Every published pointer and link names data that hashes to its digest, and every stored
-/// manifest hashes to its key: invariant 1, checked over the whole store.
-fn assert_everything_readable_is_verified(store: &MemoryStore) {
-    for key in store.keys() {
-        let parts: Vec<&str> = key.split('/').collect();
-        let pointer_digest = match parts.as_slice() {
-            ["_blobs", alg, hex] => Some(format!("{alg}:{hex}")),
-            [.., "_layers", alg, hex] if key.starts_with("repositories/") => {
-                Some(format!("{alg}:{hex}"))
-            }
-            _ => None,
-        };
-        if let Some(digest) = pointer_digest {
-            let digest = Digest::parse(&digest).unwrap();
-            let pointer: serde_json::Value =
-                serde_json::from_slice(&store.read(key, None).unwrap()).unwrap();
-            let data = store
-                .read(pointer["data"].as_str().unwrap(), None)
-                .expect("published data exists");
-            assert_eq!(Digest::of(digest.algorithm(), &data), digest, "{key}");
-            assert_eq!(
-                pointer["size"].as_u64().unwrap(),
-                data.len() as u64,
-                "{key}"
-            );
-        }
-        if let [.., "_manifests", alg, hex] = parts.as_slice() {
-            let digest = Digest::parse(&format!("{alg}:{hex}")).unwrap();
-            let stored = store.read(key, None).unwrap();
-            let body = &stored[stored.iter().position(|&b| b == b'\n').unwrap() + 1..];
-            assert_eq!(Digest::of(digest.algorithm(), body), digest, "{key}");
-        }
-    }
 }
 
 proptest! {
@@ -197,7 +162,7 @@ proptest! {
                 }
             }
         }
-        assert_everything_readable_is_verified(&d.store);
+        berth_engine::fuzzing::assert_store_is_verified(&d.store);
     }
 }
 
@@ -235,6 +200,6 @@ proptest! {
         d.send(request("POST", &format!("/v2/f/blobs/uploads/?digest={}", sha256(b"{}")), &[], b"{}".to_vec()));
         let manifest = image_manifest(&[(&layer_digest, size)], "");
         d.send(request("PUT", "/v2/f/manifests/t", &[("content-type", OCI_MANIFEST)], manifest));
-        assert_everything_readable_is_verified(&d.store);
+        berth_engine::fuzzing::assert_store_is_verified(&d.store);
     }
 }
