@@ -116,10 +116,9 @@ async fn read_capped_body(cx: &Cx, limit: usize) -> Result<Bytes> {
     if let Some(length) = cx
         .header(header::CONTENT_LENGTH)
         .and_then(|l| l.parse::<u64>().ok())
+        && length > limit as u64
     {
-        if length > limit as u64 {
-            return Err(too_large(limit));
-        }
+        return Err(too_large(limit));
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = cx.store.read_body().await? {
@@ -174,12 +173,12 @@ pub(crate) async fn write(cx: &Cx, name: &str, reference: &Reference) -> Result<
         Reference::Tag(_) => Algorithm::Sha256,
     };
     let digest = Digest::of(algorithm, &bytes);
-    if let Reference::Digest(expected) = reference {
-        if expected != &digest {
-            return Err(RegistryError::digest_invalid(format!(
-                "the manifest's bytes hash to {digest}, not {expected}"
-            )));
-        }
+    if let Reference::Digest(expected) = reference
+        && expected != &digest
+    {
+        return Err(RegistryError::digest_invalid(format!(
+            "the manifest's bytes hash to {digest}, not {expected}"
+        )));
     }
     let manifest = manifest::parse(cx.header(header::CONTENT_TYPE), &bytes)
         .map_err(RegistryError::manifest_invalid)?;
@@ -296,12 +295,12 @@ pub(crate) async fn delete(cx: &Cx, name: &str, reference: &Reference) -> Result
     let Some(stored) = read_stored(cx, name, digest).await? else {
         return Err(RegistryError::manifest_unknown(reference));
     };
-    if let Ok(manifest) = manifest::parse(Some(&stored.media_type), &stored.bytes) {
-        if let Some(subject) = manifest.subject {
-            cx.store
-                .delete(&layout::referrer(name, &subject.digest, digest))
-                .await?;
-        }
+    if let Ok(manifest) = manifest::parse(Some(&stored.media_type), &stored.bytes)
+        && let Some(subject) = manifest.subject
+    {
+        cx.store
+            .delete(&layout::referrer(name, &subject.digest, digest))
+            .await?;
     }
     untag(cx, name, digest).await?;
     cx.store.delete(&layout::manifest(name, digest)).await?;

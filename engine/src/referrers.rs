@@ -62,19 +62,19 @@ pub(crate) async fn list(cx: &Cx, name: &str, subject: &Digest) -> Result<Respon
             HeaderValue::from_static("artifactType"),
         );
     }
-    if listing.truncated {
-        if let Some(last) = listing.keys.last().and_then(|k| k.strip_prefix(&prefix)) {
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            query.append_pair("last", last);
-            if let Some(wanted) = filter {
-                query.append_pair("artifactType", wanted);
-            }
-            let link = format!(
-                "</v2/{name}/referrers/{subject}?{}>; rel=\"next\"",
-                query.finish()
-            );
-            headers.insert(header::LINK, header_value(&link));
+    if listing.truncated
+        && let Some(last) = listing.keys.last().and_then(|k| k.strip_prefix(&prefix))
+    {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("last", last);
+        if let Some(wanted) = filter {
+            query.append_pair("artifactType", wanted);
         }
+        let link = format!(
+            "</v2/{name}/referrers/{subject}?{}>; rel=\"next\"",
+            query.finish()
+        );
+        headers.insert(header::LINK, header_value(&link));
     }
     crate::response::set_content_length(&mut response);
     Ok(response)

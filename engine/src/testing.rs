@@ -413,10 +413,10 @@ impl Driver {
             effect.operation(),
             effect.key().unwrap_or("")
         ));
-        if let Some(interceptor) = self.interceptor.as_mut() {
-            if let Some(outcome) = interceptor(&effect, &mut self.store) {
-                return outcome;
-            }
+        if let Some(interceptor) = self.interceptor.as_mut()
+            && let Some(outcome) = interceptor(&effect, &mut self.store)
+        {
+            return outcome;
         }
         match effect {
             Effect::ReadBody => match body.pop_front() {

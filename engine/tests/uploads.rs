@@ -221,21 +221,21 @@ fn a_patch_that_loses_the_state_race_gets_416_and_leaves_nothing_referenced() {
             condition: Condition::IfMatch(_),
             ..
         } = effect
+            && !raced
+            && key.ends_with("/state")
         {
-            if !raced && key.ends_with("/state") {
-                raced = true;
-                let Outcome::Object { bytes, .. } = store.execute(Effect::Get {
-                    key: key.clone(),
-                    range: None,
-                }) else {
-                    panic!()
-                };
-                store.execute(Effect::Put {
-                    key: key.clone(),
-                    body: bytes,
-                    condition: Condition::None,
-                });
-            }
+            raced = true;
+            let Outcome::Object { bytes, .. } = store.execute(Effect::Get {
+                key: key.clone(),
+                range: None,
+            }) else {
+                panic!()
+            };
+            store.execute(Effect::Put {
+                key: key.clone(),
+                body: bytes,
+                condition: Condition::None,
+            });
         }
         None
     });

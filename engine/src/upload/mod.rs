@@ -267,17 +267,16 @@ fn check_chunk_start(cx: &Cx, name: &str, session: &Session) -> Result<()> {
     if let Some(length) = cx
         .header(header::CONTENT_LENGTH)
         .and_then(|l| l.parse::<u64>().ok())
+        && length != range.len()
     {
-        if length != range.len() {
-            return Err(RegistryError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::SizeInvalid,
-                format!(
-                    "Content-Range {text} covers {} bytes but Content-Length is {length}",
-                    range.len()
-                ),
-            ));
-        }
+        return Err(RegistryError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::SizeInvalid,
+            format!(
+                "Content-Range {text} covers {} bytes but Content-Length is {length}",
+                range.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -462,10 +461,10 @@ async fn keep_tail(
         }
         return Err(e);
     }
-    if let Some(old) = old_tail {
-        if new_tail.as_ref().is_none_or(|t| t.key != old.key) {
-            let _ = cx.store.delete(&old.key).await;
-        }
+    if let Some(old) = old_tail
+        && new_tail.as_ref().is_none_or(|t| t.key != old.key)
+    {
+        let _ = cx.store.delete(&old.key).await;
     }
     Ok(())
 }
@@ -609,19 +608,18 @@ pub(crate) async fn delete_prefix(cx: &Cx, prefix: &str, keep: Option<&str>) -> 
 /// Throws an upload away: its multipart upload, its data (unless published), tails and record.
 pub(crate) async fn discard(cx: &Cx, id: &str, state: &UploadState) -> Result<()> {
     let mut published = None;
-    if let Some(text) = &state.finalizing {
-        if let Ok(digest) = Digest::parse(text) {
-            if let Some(pointer) = publish::read_pointer(cx, &digest).await? {
-                published = Some(pointer.data);
-            }
-        }
+    if let Some(text) = &state.finalizing
+        && let Ok(digest) = Digest::parse(text)
+        && let Some(pointer) = publish::read_pointer(cx, &digest).await?
+    {
+        published = Some(pointer.data);
     }
-    if let Some(multipart) = &state.multipart {
-        if published.as_deref() != Some(multipart.key.as_str()) {
-            cx.store
-                .abort_multipart(&multipart.key, &multipart.upload_id)
-                .await?;
-        }
+    if let Some(multipart) = &state.multipart
+        && published.as_deref() != Some(multipart.key.as_str())
+    {
+        cx.store
+            .abort_multipart(&multipart.key, &multipart.upload_id)
+            .await?;
     }
     delete_prefix(cx, &layout::upload_data_prefix(id), published.as_deref()).await?;
     remove_record(cx, id).await
