@@ -1,6 +1,9 @@
 //! Replays every committed fuzz seed (and every crash reproducer added to the corpora) through
 //! the same entry points the cargo-fuzz targets call, on stable Rust, in every test run.
 
+// A test, not the engine: reading the committed corpus from disk is the point.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::Path;
 
 fn replay(target: &str, run: fn(&[u8])) {
