@@ -63,6 +63,12 @@ impl Config {
                 self.part_size
             )));
         }
+        if usize::try_from(self.part_size).is_err() {
+            return Err(ConfigError(format!(
+                "part size {} does not fit this platform's memory",
+                self.part_size
+            )));
+        }
         if self.max_manifest_size == 0 {
             return Err(ConfigError("manifest size limit must be positive".into()));
         }

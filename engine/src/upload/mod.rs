@@ -306,7 +306,14 @@ async fn receive(
     session: &mut Session,
     writer: &mut Writer,
 ) -> Result<Vec<u8>> {
-    let part_size = session.state.part_size as usize;
+    // A part is held in memory, so it must fit this platform's address space (wasm32: 4 GiB).
+    let part_size = usize::try_from(session.state.part_size).map_err(|_| {
+        RegistryError::backend(
+            "get",
+            &session.id,
+            "part size exceeds this platform's memory",
+        )
+    })?;
     let mut buffer = Vec::new();
     if let Some(tail) = &session.state.tail {
         let Some((_, bytes)) = cx.store.get(&tail.key).await? else {
