@@ -1,0 +1,218 @@
+//! Configuration: flags override environment variables (`BERTH_*`), which override the TOML
+//! file (`--config`), which overrides the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+/// Every setting of `berth serve` and `berth maintain`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Settings {
+    /// TOML file with any of the settings below (keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000]. Port 0 picks a free port; the chosen
+    /// address is printed as `listening on ADDR`.
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where blobs and manifests are stored: a directory path, or `memory` [default:
+    /// ./berth-data].
+    #[arg(long, env = "BERTH_STORAGE")]
+    pub storage: Option<String>,
+    /// Multipart part size in bytes (5 MiB to 5 GiB) [default: 16777216]. Memory per
+    /// in-flight upload is one part; the largest blob is 10,000 parts.
+    #[arg(long, env = "BERTH_PART_SIZE")]
+    pub part_size: Option<u64>,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, env = "BERTH_MAX_MANIFEST_SIZE")]
+    pub max_manifest_size: Option<usize>,
+    /// Seconds of inactivity after which an unfinished upload is removed [default: 604800].
+    #[arg(long, env = "BERTH_UPLOAD_EXPIRY_SECS")]
+    pub upload_expiry_secs: Option<u64>,
+    /// Mount a blob found anywhere in the registry when a mount names no `from` [default:
+    /// true]. Turn off if repositories must not learn of each other's blobs.
+    #[arg(long, env = "BERTH_MOUNT_WITHOUT_FROM")]
+    pub mount_without_from: Option<bool>,
+    /// Seconds between maintenance runs (removal of expired uploads) [default: 3600].
+    #[arg(long, env = "BERTH_MAINTENANCE_INTERVAL_SECS")]
+    pub maintenance_interval_secs: Option<u64>,
+    /// Seconds a client may take to send a request's headers, including the wait for the next
+    /// request on a kept-alive connection [default: 30].
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Largest request head (request line and headers) in bytes [default: 65536].
+    #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Seconds to let in-flight requests finish after SIGTERM or SIGINT [default: 30].
+    #[arg(long, env = "BERTH_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log format [default: text]. Levels follow `RUST_LOG` (default `info`).
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Listen on a non-loopback address although no authentication is configured: anyone who
+    /// can reach the address can push, pull and delete. Without it, berth refuses to start so.
+    #[arg(long, env = "BERTH_ALLOW_UNAUTHENTICATED_PUBLIC")]
+    pub allow_unauthenticated_public: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    storage: Option<String>,
+    part_size: Option<u64>,
+    max_manifest_size: Option<usize>,
+    upload_expiry_secs: Option<u64>,
+    mount_without_from: Option<bool>,
+    maintenance_interval_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    allow_unauthenticated_public: Option<bool>,
+}
+
+/// Settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub listen: SocketAddr,
+    pub storage: String,
+    pub engine: berth_engine::Config,
+    pub maintenance_interval_secs: u64,
+    pub header_timeout_secs: u64,
+    pub max_header_bytes: usize,
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+    pub allow_unauthenticated_public: bool,
+}
+
+impl Settings {
+    /// Applies the file (if any) under the flags and environment, then the defaults.
+    pub fn resolve(&self) -> Result<Resolved, String> {
+        let file: FileSettings = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let defaults = berth_engine::Config::default();
+        let engine = berth_engine::Config {
+            part_size: self
+                .part_size
+                .or(file.part_size)
+                .unwrap_or(defaults.part_size),
+            max_manifest_size: self
+                .max_manifest_size
+                .or(file.max_manifest_size)
+                .unwrap_or(defaults.max_manifest_size),
+            upload_expiry_secs: self
+                .upload_expiry_secs
+                .or(file.upload_expiry_secs)
+                .unwrap_or(defaults.upload_expiry_secs),
+            mount_without_from: self
+                .mount_without_from
+                .or(file.mount_without_from)
+                .unwrap_or(defaults.mount_without_from),
+            ..defaults
+        };
+        engine.validate().map_err(|e| e.to_string())?;
+        Ok(Resolved {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            storage: self
+                .storage
+                .clone()
+                .or(file.storage)
+                .unwrap_or_else(|| "./berth-data".into()),
+            engine,
+            maintenance_interval_secs: self
+                .maintenance_interval_secs
+                .or(file.maintenance_interval_secs)
+                .unwrap_or(3600)
+                .max(1),
+            header_timeout_secs: self
+                .header_timeout_secs
+                .or(file.header_timeout_secs)
+                .unwrap_or(30)
+                .max(1),
+            max_header_bytes: self
+                .max_header_bytes
+                .or(file.max_header_bytes)
+                .unwrap_or(64 * 1024)
+                .max(8192),
+            shutdown_grace_secs: self
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(30),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            allow_unauthenticated_public: self.allow_unauthenticated_public
+                || file.allow_unauthenticated_public.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "storage = \"/from/file\"\npart_size = 6291456\nlisten = \"127.0.0.1:7000\"\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            config: Some(path),
+            listen: Some("127.0.0.1:8000".parse().unwrap()),
+            ..Settings::default()
+        };
+        let resolved = settings.resolve().unwrap();
+        assert_eq!(resolved.listen, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(resolved.storage, "/from/file");
+        assert_eq!(resolved.engine.part_size, 6 * 1024 * 1024);
+        assert_eq!(resolved.engine.max_manifest_size, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_part_sizes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "stroage = \"typo\"\n").unwrap();
+        assert!(
+            Settings {
+                config: Some(path),
+                ..Settings::default()
+            }
+            .resolve()
+            .unwrap_err()
+            .contains("stroage")
+        );
+        assert!(
+            Settings {
+                part_size: Some(1024),
+                ..Settings::default()
+            }
+            .resolve()
+            .unwrap_err()
+            .contains("part size")
+        );
+    }
+}

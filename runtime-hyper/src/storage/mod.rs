@@ -1,0 +1,65 @@
+//! Storage backends: each executes the engine's storage effects with S3 semantics and streams
+//! stored objects into responses.
+
+pub mod directory;
+pub mod memory;
+
+use std::io;
+
+use berth_engine::{ByteRange, Effect, Outcome};
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+/// A stored object's bytes, as a stream of chunks.
+pub type ObjectStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// The backend a server runs on, chosen by `--storage`.
+pub enum Backend {
+    Memory(memory::MemoryBackend),
+    Directory(directory::DirectoryBackend),
+}
+
+impl Backend {
+    /// Parses `--storage`: `memory`, or a directory path.
+    pub fn open(spec: &str) -> io::Result<Backend> {
+        if spec == "memory" {
+            return Ok(Backend::Memory(memory::MemoryBackend::default()));
+        }
+        if spec.starts_with("s3://") {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the S3/R2 backend is not built yet; use a directory or `memory`",
+            ));
+        }
+        Ok(Backend::Directory(directory::DirectoryBackend::open(
+            spec.as_ref(),
+        )?))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Memory(_) => "memory".into(),
+            Backend::Directory(d) => format!("directory {}", d.root().display()),
+        }
+    }
+
+    /// Executes one storage effect.
+    pub async fn execute(&self, effect: Effect) -> Outcome {
+        match self {
+            Backend::Memory(m) => m.execute(effect),
+            Backend::Directory(d) => d.execute(effect).await,
+        }
+    }
+
+    /// Opens an object (or an inclusive byte range of it) for streaming.
+    pub async fn open_stream(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> io::Result<ObjectStream> {
+        match self {
+            Backend::Memory(m) => m.open_stream(key, range),
+            Backend::Directory(d) => d.open_stream(key, range).await,
+        }
+    }
+}
