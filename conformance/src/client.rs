@@ -36,7 +36,10 @@ impl HttpTransport {
             .allow_non_standard_methods(true)
             .timeout_global(Some(std::time::Duration::from_secs(300)))
             .build();
-        HttpTransport { base: base_url.trim_end_matches('/').to_owned(), agent: ureq::Agent::new_with_config(config) }
+        HttpTransport {
+            base: base_url.trim_end_matches('/').to_owned(),
+            agent: ureq::Agent::new_with_config(config),
+        }
     }
 }
 
@@ -46,13 +49,26 @@ impl Transport for HttpTransport {
         let target = if parts.uri.scheme().is_some() {
             parts.uri.to_string()
         } else {
-            format!("{}{}", self.base, parts.uri.path_and_query().map_or("/", |p| p.as_str()))
+            format!(
+                "{}{}",
+                self.base,
+                parts.uri.path_and_query().map_or("/", |p| p.as_str())
+            )
         };
-        parts.uri = target.parse().map_err(|e| TransportError(format!("{target}: {e}")))?;
+        parts.uri = target
+            .parse()
+            .map_err(|e| TransportError(format!("{target}: {e}")))?;
         let request = Request::from_parts(parts, body);
-        let response = self.agent.run(request).map_err(|e| TransportError(e.to_string()))?;
+        let response = self
+            .agent
+            .run(request)
+            .map_err(|e| TransportError(e.to_string()))?;
         let (parts, mut body) = response.into_parts();
-        let bytes = body.with_config().limit(1 << 31).read_to_vec().map_err(|e| TransportError(e.to_string()))?;
+        let bytes = body
+            .with_config()
+            .limit(1 << 31)
+            .read_to_vec()
+            .map_err(|e| TransportError(e.to_string()))?;
         Ok(Response::from_parts(parts, bytes))
     }
 }
@@ -67,7 +83,8 @@ pub struct Credentials {
 impl Credentials {
     fn basic(&self) -> Option<HeaderValue> {
         let user = self.username.as_deref()?;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", self.password.as_deref().unwrap_or("")));
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", self.password.as_deref().unwrap_or("")));
         HeaderValue::from_str(&format!("Basic {encoded}")).ok()
     }
 }
@@ -97,7 +114,10 @@ pub fn parse_challenge(value: &str) -> Option<Challenge> {
         params.insert(key.trim().to_ascii_lowercase(), val.to_owned());
         rest = remaining.trim_start_matches([',', ' ']).trim();
     }
-    Some(Challenge { scheme: scheme.to_owned(), params })
+    Some(Challenge {
+        scheme: scheme.to_owned(),
+        params,
+    })
 }
 
 /// A transport that authenticates: Basic when configured, and the Docker token flow when the
@@ -110,7 +130,11 @@ pub struct Client<'t> {
 
 impl<'t> Client<'t> {
     pub fn new(transport: &'t dyn Transport, credentials: Credentials) -> Client<'t> {
-        Client { transport, credentials, tokens: Mutex::new(HashMap::new()) }
+        Client {
+            transport,
+            credentials,
+            tokens: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError> {
@@ -120,13 +144,20 @@ impl<'t> Client<'t> {
         if first.status() != 401 {
             return Ok(first);
         }
-        let Some(challenge) = first.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge) else {
+        let Some(challenge) = first
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+        else {
             return Ok(first);
         };
         if !challenge.scheme.eq_ignore_ascii_case("bearer") {
             return Ok(first);
         }
-        let Some(token) = self.fetch_token(&challenge)? else { return Ok(first) };
+        let Some(token) = self.fetch_token(&challenge)? else {
+            return Ok(first);
+        };
         if let Ok(mut tokens) = self.tokens.lock() {
             tokens.insert(scope_key, token.clone());
         }
@@ -138,7 +169,11 @@ impl<'t> Client<'t> {
     }
 
     fn authorize(&self, mut request: Request<Vec<u8>>, scope_key: &str) -> Request<Vec<u8>> {
-        let cached = self.tokens.lock().ok().and_then(|t| t.get(scope_key).cloned());
+        let cached = self
+            .tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(scope_key).cloned());
         let value = match cached {
             Some(token) => HeaderValue::from_str(&format!("Bearer {token}")).ok(),
             None => self.credentials.basic(),
@@ -150,7 +185,9 @@ impl<'t> Client<'t> {
     }
 
     fn fetch_token(&self, challenge: &Challenge) -> Result<Option<String>, TransportError> {
-        let Some(realm) = challenge.params.get("realm") else { return Ok(None) };
+        let Some(realm) = challenge.params.get("realm") else {
+            return Ok(None);
+        };
         let mut query = form_urlencoded::Serializer::new(String::new());
         for key in ["service", "scope"] {
             if let Some(value) = challenge.params.get(key) {
@@ -169,12 +206,18 @@ impl<'t> Client<'t> {
             return Ok(None);
         }
         let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
-        Ok(json.get("token").or_else(|| json.get("access_token")).and_then(|t| t.as_str()).map(str::to_owned))
+        Ok(json
+            .get("token")
+            .or_else(|| json.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(str::to_owned))
     }
 }
 
 fn clone_request(request: &Request<Vec<u8>>) -> Request<Vec<u8>> {
-    let mut builder = Request::builder().method(request.method().clone()).uri(request.uri().clone());
+    let mut builder = Request::builder()
+        .method(request.method().clone())
+        .uri(request.uri().clone());
     for (name, value) in request.headers() {
         builder = builder.header(name, value);
     }

@@ -33,7 +33,12 @@ impl Workflow {
         }
     }
 
-    pub const ALL: [Workflow; 4] = [Workflow::Pull, Workflow::Push, Workflow::ContentDiscovery, Workflow::ContentManagement];
+    pub const ALL: [Workflow; 4] = [
+        Workflow::Pull,
+        Workflow::Push,
+        Workflow::ContentDiscovery,
+        Workflow::ContentManagement,
+    ];
 }
 
 /// What to run, where, and as whom.
@@ -58,9 +63,14 @@ pub enum Status {
     Passed,
     Failed(String),
     /// Failed, and listed in the expectations with this reason.
-    ExpectedFailure { reason: String, failure: String },
+    ExpectedFailure {
+        reason: String,
+        failure: String,
+    },
     /// Passed although listed as an expected failure.
-    UnexpectedPass { reason: String },
+    UnexpectedPass {
+        reason: String,
+    },
     Skipped(String),
 }
 
@@ -87,20 +97,34 @@ pub struct Report {
 
 impl Report {
     pub fn passed(&self) -> usize {
-        self.results.iter().filter(|r| matches!(r.status, Status::Passed | Status::ExpectedFailure { .. })).count()
+        self.results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Passed | Status::ExpectedFailure { .. }))
+            .count()
     }
 
     pub fn failed(&self) -> usize {
-        self.results.iter().filter(|r| r.status.counts_as_failure()).count()
+        self.results
+            .iter()
+            .filter(|r| r.status.counts_as_failure())
+            .count()
     }
 
     pub fn skipped(&self) -> usize {
-        self.results.iter().filter(|r| matches!(r.status, Status::Skipped(_))).count()
+        self.results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Skipped(_)))
+            .count()
     }
 
     /// `N passed, M failed, K skipped`.
     pub fn summary(&self) -> String {
-        format!("{} passed, {} failed, {} skipped", self.passed(), self.failed(), self.skipped())
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed(),
+            self.failed(),
+            self.skipped()
+        )
     }
 }
 
@@ -115,7 +139,10 @@ pub fn parse_expectations(text: &str) -> Result<BTreeMap<String, String>, String
         let (name, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let reason = reason.trim();
         if reason.is_empty() {
-            return Err(format!("line {}: {name} has no reason; every known failure says why", number + 1));
+            return Err(format!(
+                "line {}: {name} has no reason; every known failure says why",
+                number + 1
+            ));
         }
         out.insert(name.to_owned(), reason.to_owned());
     }
@@ -124,14 +151,25 @@ pub fn parse_expectations(text: &str) -> Result<BTreeMap<String, String>, String
 
 /// The names of every test, by workflow, in the order they run.
 pub fn test_names() -> Vec<(Workflow, &'static str)> {
-    workflows::all().into_iter().map(|t| (t.workflow, t.name)).collect()
+    workflows::all()
+        .into_iter()
+        .map(|t| (t.workflow, t.name))
+        .collect()
 }
 
 /// Runs the configured workflows, calling `on_result` as each test ends.
-pub fn run(config: &Config, transport: &dyn Transport, target: &str, mut on_result: impl FnMut(&TestResult)) -> Report {
+pub fn run(
+    config: &Config,
+    transport: &dyn Transport,
+    target: &str,
+    mut on_result: impl FnMut(&TestResult),
+) -> Report {
     let client = Client::new(transport, config.credentials.clone());
     let mut context = workflows::Context::new(config, client);
-    let mut report = Report { results: Vec::new(), target: target.to_owned() };
+    let mut report = Report {
+        results: Vec::new(),
+        target: target.to_owned(),
+    };
     for test in workflows::all() {
         if !config.workflows.contains(&test.workflow) {
             continue;
@@ -141,11 +179,21 @@ pub fn run(config: &Config, transport: &dyn Transport, target: &str, mut on_resu
         let expected = config.expected_failures.get(test.name);
         let status = match (outcome, expected) {
             (Ok(()), None) => Status::Passed,
-            (Ok(()), Some(reason)) => Status::UnexpectedPass { reason: reason.clone() },
+            (Ok(()), Some(reason)) => Status::UnexpectedPass {
+                reason: reason.clone(),
+            },
             (Err(failure), None) => Status::Failed(failure.to_string()),
-            (Err(failure), Some(reason)) => Status::ExpectedFailure { reason: reason.clone(), failure: failure.to_string() },
+            (Err(failure), Some(reason)) => Status::ExpectedFailure {
+                reason: reason.clone(),
+                failure: failure.to_string(),
+            },
         };
-        let result = TestResult { name: test.name.to_owned(), workflow: test.workflow, status, duration: started.elapsed() };
+        let result = TestResult {
+            name: test.name.to_owned(),
+            workflow: test.workflow,
+            status,
+            duration: started.elapsed(),
+        };
         on_result(&result);
         report.results.push(result);
     }
@@ -160,7 +208,11 @@ mod tests {
     fn expectations_need_a_reason() {
         let parsed = parse_expectations("# known\npull/x  no referrers API\n\n").unwrap();
         assert_eq!(parsed["pull/x"], "no referrers API");
-        assert!(parse_expectations("pull/y\n").unwrap_err().contains("no reason"));
+        assert!(
+            parse_expectations("pull/y\n")
+                .unwrap_err()
+                .contains("no reason")
+        );
     }
 
     #[test]

@@ -4,11 +4,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use berth_conformance::{Config, Credentials, HttpTransport, Status, Workflow, parse_expectations, report};
+use berth_conformance::{
+    Config, Credentials, HttpTransport, Status, Workflow, parse_expectations, report,
+};
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "berth-conformance", version, about = "OCI distribution-spec conformance tests")]
+#[command(
+    name = "berth-conformance",
+    version,
+    about = "OCI distribution-spec conformance tests"
+)]
 struct Args {
     /// Registry base URL, e.g. http://127.0.0.1:5000.
     #[arg(long, env = "OCI_ROOT_URL")]
@@ -70,10 +76,17 @@ fn main() -> ExitCode {
         (Workflow::ContentManagement, args.content_management),
     ];
     let any_set = switches.iter().any(|(_, s)| s.is_some());
-    let workflows: Vec<Workflow> = switches.iter().filter(|(_, s)| !any_set || s.is_some_and(|s| s.0)).map(|(w, _)| *w).collect();
+    let workflows: Vec<Workflow> = switches
+        .iter()
+        .filter(|(_, s)| !any_set || s.is_some_and(|s| s.0))
+        .map(|(w, _)| *w)
+        .collect();
     let expected_failures = match &args.expectations {
         None => Default::default(),
-        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| parse_expectations(&t)) {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_expectations(&t))
+        {
             Ok(map) => map,
             Err(e) => {
                 eprintln!("berth-conformance: {}: {e}", path.display());
@@ -82,32 +95,63 @@ fn main() -> ExitCode {
         },
     };
     let run_id = args.run_id.clone().unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()).to_string()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+            .to_string()
     });
     let config = Config {
-        crossmount_namespace: args.crossmount_namespace.clone().unwrap_or_else(|| format!("{}-mount", args.namespace)),
+        crossmount_namespace: args
+            .crossmount_namespace
+            .clone()
+            .unwrap_or_else(|| format!("{}-mount", args.namespace)),
         namespace: args.namespace.clone(),
-        credentials: Credentials { username: args.username.clone(), password: args.password.clone() },
+        credentials: Credentials {
+            username: args.username.clone(),
+            password: args.password.clone(),
+        },
         workflows,
         run_id,
         expected_failures,
     };
     let transport = HttpTransport::new(&args.root_url);
-    println!("berth-conformance: {} (namespace {})", args.root_url, config.namespace);
-    let report = berth_conformance::run(&config, &transport, &args.root_url, |result| match &result.status {
-        Status::Passed => println!("PASS  {}", result.name),
-        Status::Failed(message) => println!("FAIL  {}\n      {}", result.name, message.replace('\n', "\n      ")),
-        Status::ExpectedFailure { reason, .. } => println!("XFAIL {}  ({reason})", result.name),
-        Status::UnexpectedPass { reason } => println!("FAIL  {}  passed, but the expectations list it as failing ({reason}); remove it", result.name),
-        Status::Skipped(reason) => println!("SKIP  {}  ({reason})", result.name),
-    });
+    println!(
+        "berth-conformance: {} (namespace {})",
+        args.root_url, config.namespace
+    );
+    let report = berth_conformance::run(
+        &config,
+        &transport,
+        &args.root_url,
+        |result| match &result.status {
+            Status::Passed => println!("PASS  {}", result.name),
+            Status::Failed(message) => println!(
+                "FAIL  {}\n      {}",
+                result.name,
+                message.replace('\n', "\n      ")
+            ),
+            Status::ExpectedFailure { reason, .. } => println!("XFAIL {}  ({reason})", result.name),
+            Status::UnexpectedPass { reason } => println!(
+                "FAIL  {}  passed, but the expectations list it as failing ({reason}); remove it",
+                result.name
+            ),
+            Status::Skipped(reason) => println!("SKIP  {}  ({reason})", result.name),
+        },
+    );
     if let Err(e) = std::fs::create_dir_all(&args.report_dir)
         .and_then(|()| std::fs::write(args.report_dir.join("junit.xml"), report::junit(&report)))
         .and_then(|()| std::fs::write(args.report_dir.join("report.html"), report::html(&report)))
     {
-        eprintln!("berth-conformance: writing reports to {}: {e}", args.report_dir.display());
+        eprintln!(
+            "berth-conformance: writing reports to {}: {e}",
+            args.report_dir.display()
+        );
         return ExitCode::FAILURE;
     }
     println!("{}", report.summary());
-    if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -29,11 +29,18 @@ pub fn junit(report: &Report) -> String {
         report.skipped()
     ));
     for workflow in Workflow::ALL {
-        let results: Vec<_> = report.results.iter().filter(|r| r.workflow == workflow).collect();
+        let results: Vec<_> = report
+            .results
+            .iter()
+            .filter(|r| r.workflow == workflow)
+            .collect();
         if results.is_empty() {
             continue;
         }
-        let failures = results.iter().filter(|r| r.status.counts_as_failure()).count();
+        let failures = results
+            .iter()
+            .filter(|r| r.status.counts_as_failure())
+            .count();
         let time: f64 = results.iter().map(|r| r.duration.as_secs_f64()).sum();
         out.push_str(&format!(
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">\n",
@@ -78,8 +85,16 @@ pub fn html(report: &Report) -> String {
         let (class, label, detail) = match &result.status {
             Status::Passed => ("pass", "PASS".to_owned(), String::new()),
             Status::Failed(message) => ("fail", "FAIL".to_owned(), message.clone()),
-            Status::UnexpectedPass { reason } => ("fail", "UNEXPECTED PASS".to_owned(), format!("listed as a known failure: {reason}")),
-            Status::ExpectedFailure { reason, failure } => ("xfail", "EXPECTED FAIL".to_owned(), format!("{reason}\n\n{failure}")),
+            Status::UnexpectedPass { reason } => (
+                "fail",
+                "UNEXPECTED PASS".to_owned(),
+                format!("listed as a known failure: {reason}"),
+            ),
+            Status::ExpectedFailure { reason, failure } => (
+                "xfail",
+                "EXPECTED FAIL".to_owned(),
+                format!("{reason}\n\n{failure}"),
+            ),
             Status::Skipped(reason) => ("skip", "SKIP".to_owned(), reason.clone()),
         };
         rows.push_str(&format!(
@@ -111,7 +126,10 @@ mod tests {
 
     #[test]
     fn reports_escape_hostile_text() {
-        assert_eq!(escape("<a href=\"x\">&'\u{1}"), "&lt;a href=&quot;x&quot;&gt;&amp;&apos;\u{FFFD}");
+        assert_eq!(
+            escape("<a href=\"x\">&'\u{1}"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;\u{FFFD}"
+        );
         let report = Report {
             target: "t".into(),
             results: vec![TestResult {

@@ -35,7 +35,10 @@ impl fmt::Display for Failure {
 type Check = Result<(), Failure>;
 
 fn fail(requirement: impl Into<String>) -> Failure {
-    Failure { requirement: requirement.into(), exchange: None }
+    Failure {
+        requirement: requirement.into(),
+        exchange: None,
+    }
 }
 
 /// One request and its response, kept for failure messages.
@@ -53,7 +56,10 @@ impl Exchange {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.response.headers().get(name).and_then(|v| v.to_str().ok())
+        self.response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
     }
 
     fn body(&self) -> &[u8] {
@@ -74,24 +80,44 @@ impl Exchange {
         }
         out.push_str(&format!("\n  got:  {}", self.response.status()));
         for (name, value) in self.response.headers() {
-            out.push_str(&format!("\n        {name}: {}", value.to_str().unwrap_or("<binary>")));
+            out.push_str(&format!(
+                "\n        {name}: {}",
+                value.to_str().unwrap_or("<binary>")
+            ));
         }
         let body = self.body();
         if !body.is_empty() {
             let text = String::from_utf8_lossy(&body[..body.len().min(400)]);
-            out.push_str(&format!("\n        body: {text}{}", if body.len() > 400 { "…" } else { "" }));
+            out.push_str(&format!(
+                "\n        body: {text}{}",
+                if body.len() > 400 { "…" } else { "" }
+            ));
         }
         out
     }
 
     fn check(&self, ok: bool, requirement: impl Into<String>) -> Check {
-        if ok { Ok(()) } else { Err(Failure { requirement: requirement.into(), exchange: Some(self.describe()) }) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Failure {
+                requirement: requirement.into(),
+                exchange: Some(self.describe()),
+            })
+        }
     }
 
     fn status_in(&self, expected: &[u16], requirement: &str) -> Check {
         self.check(
             expected.contains(&self.status()),
-            format!("expected status {}: {requirement}", expected.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")),
+            format!(
+                "expected status {}: {requirement}",
+                expected
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
         )
     }
 
@@ -110,7 +136,10 @@ impl Exchange {
     }
 
     fn has_header(&self, name: &str, requirement: &str) -> Check {
-        self.check(self.header(name).is_some_and(|v| !v.is_empty()), format!("missing {name} header: {requirement}"))
+        self.check(
+            self.header(name).is_some_and(|v| !v.is_empty()),
+            format!("missing {name} header: {requirement}"),
+        )
     }
 }
 
@@ -149,7 +178,12 @@ pub(crate) struct Test {
 
 impl<'a> Context<'a> {
     pub(crate) fn new(config: &'a Config, client: Client<'a>) -> Context<'a> {
-        Context { config, client, image: None, subject: None }
+        Context {
+            config,
+            client,
+            image: None,
+            subject: None,
+        }
     }
 
     fn ns(&self) -> &str {
@@ -170,13 +204,21 @@ impl<'a> Context<'a> {
             .collect()
     }
 
-    fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Exchange, Failure> {
+    fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Exchange, Failure> {
         let mut builder = Request::builder().method(method).uri(uri);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let request_len = body.len();
-        let request = builder.body(body).map_err(|e| fail(format!("could not build {method} {uri}: {e}")))?;
+        let request = builder
+            .body(body)
+            .map_err(|e| fail(format!("could not build {method} {uri}: {e}")))?;
         let response = self
             .client
             .send(request)
@@ -184,7 +226,10 @@ impl<'a> Context<'a> {
         Ok(Exchange {
             method: method.to_owned(),
             uri: uri.to_owned(),
-            request_headers: headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            request_headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
             request_len,
             response,
         })
@@ -192,9 +237,20 @@ impl<'a> Context<'a> {
 
     /// POST to start an upload session; returns the session URL.
     fn start_upload(&self, ns: &str, query: &str) -> Result<(Exchange, String), Failure> {
-        let ex = self.send("POST", &format!("/v2/{ns}/blobs/uploads/{query}"), &[("content-length", "0")], Vec::new())?;
-        ex.status_in(&[202], "POST /v2/<name>/blobs/uploads/ starts an upload session (end-4a)")?;
-        ex.has_header("location", "the POST response MUST carry the <blob-push-location>")?;
+        let ex = self.send(
+            "POST",
+            &format!("/v2/{ns}/blobs/uploads/{query}"),
+            &[("content-length", "0")],
+            Vec::new(),
+        )?;
+        ex.status_in(
+            &[202],
+            "POST /v2/<name>/blobs/uploads/ starts an upload session (end-4a)",
+        )?;
+        ex.has_header(
+            "location",
+            "the POST response MUST carry the <blob-push-location>",
+        )?;
         let location = ex.header("location").unwrap_or_default().to_owned();
         Ok((ex, location))
     }
@@ -213,8 +269,19 @@ impl<'a> Context<'a> {
         Ok(digest)
     }
 
-    fn put_manifest(&self, ns: &str, reference: &str, media_type: &str, body: &[u8]) -> Result<Exchange, Failure> {
-        self.send("PUT", &format!("/v2/{ns}/manifests/{reference}"), &[("content-type", media_type)], body.to_vec())
+    fn put_manifest(
+        &self,
+        ns: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Exchange, Failure> {
+        self.send(
+            "PUT",
+            &format!("/v2/{ns}/manifests/{reference}"),
+            &[("content-type", media_type)],
+            body.to_vec(),
+        )
     }
 
     /// The image used by the pull and management workflows, pushed once per run.
@@ -236,11 +303,27 @@ impl<'a> Context<'a> {
         let layer = self.bytes(&format!("{label}-layer"), 4096);
         let config_digest = self.push_blob(&ns, &config)?;
         let layer_digest = self.push_blob(&ns, &layer)?;
-        let manifest = image_manifest(&config_digest, config.len(), OCI_CONFIG, &[(&layer_digest, layer.len(), OCI_LAYER)], "");
+        let manifest = image_manifest(
+            &config_digest,
+            config.len(),
+            OCI_CONFIG,
+            &[(&layer_digest, layer.len(), OCI_LAYER)],
+            "",
+        );
         let tag = format!("{label}-{}", self.config.run_id);
         let ex = self.put_manifest(&ns, &tag, OCI_MANIFEST, manifest.as_bytes())?;
-        ex.status_in(&[201], "PUT /v2/<name>/manifests/<tag> stores the manifest (end-7)")?;
-        Ok(Image { tag, manifest_digest: sha256(manifest.as_bytes()), manifest: manifest.into_bytes(), config_digest, layer, layer_digest })
+        ex.status_in(
+            &[201],
+            "PUT /v2/<name>/manifests/<tag> stores the manifest (end-7)",
+        )?;
+        Ok(Image {
+            tag,
+            manifest_digest: sha256(manifest.as_bytes()),
+            manifest: manifest.into_bytes(),
+            config_digest,
+            layer,
+            layer_digest,
+        })
     }
 
     /// Pushes the empty config `{}` (for artifacts) and returns its digest.
@@ -254,8 +337,17 @@ fn with_query(location: &str, query: &str) -> String {
     format!("{location}{separator}{query}")
 }
 
-fn image_manifest(config: &str, config_size: usize, config_type: &str, layers: &[(&str, usize, &str)], extra: &str) -> String {
-    let layers: Vec<String> = layers.iter().map(|(d, s, t)| format!(r#"{{"mediaType":"{t}","digest":"{d}","size":{s}}}"#)).collect();
+fn image_manifest(
+    config: &str,
+    config_size: usize,
+    config_type: &str,
+    layers: &[(&str, usize, &str)],
+    extra: &str,
+) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s, t)| format!(r#"{{"mediaType":"{t}","digest":"{d}","size":{s}}}"#))
+        .collect();
     format!(
         r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{config_type}","digest":"{config}","size":{config_size}}},"layers":[{}]{extra}}}"#,
         layers.join(",")
@@ -271,16 +363,23 @@ fn range_end(ex: &Exchange) -> Option<u64> {
 
 /// A `Link: <url>; rel="next"` header's URL.
 pub(crate) fn next_link(value: &str) -> Option<String> {
-    value.split(',').find(|part| part.contains("rel=\"next\"") || part.contains("rel=next")).and_then(|part| {
-        let start = part.find('<')? + 1;
-        let end = part.find('>')?;
-        Some(part[start..end].to_owned())
-    })
+    value
+        .split(',')
+        .find(|part| part.contains("rel=\"next\"") || part.contains("rel=next"))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            Some(part[start..end].to_owned())
+        })
 }
 
 macro_rules! test {
     ($workflow:ident, $name:literal, $body:expr) => {
-        Test { workflow: Workflow::$workflow, name: $name, run: $body }
+        Test {
+            workflow: Workflow::$workflow,
+            name: $name,
+            run: $body,
+        }
     };
 }
 
@@ -297,28 +396,61 @@ fn pull() -> Vec<Test> {
     vec![
         test!(Pull, "pull/base-endpoint-200", |cx| {
             let ex = cx.send("GET", "/v2/", &[], Vec::new())?;
-            ex.status_in(&[200], "GET /v2/ MUST answer 200 on a registry implementing the spec (end-1)")
+            ex.status_in(
+                &[200],
+                "GET /v2/ MUST answer 200 on a registry implementing the spec (end-1)",
+            )
         }),
         test!(Pull, "pull/setup-push-image", |cx| cx.image().map(|_| ())),
         test!(Pull, "pull/manifest-by-tag", |cx| {
             let image = cx.image()?;
-            let ex = cx.send("GET", &format!("/v2/{}/manifests/{}", cx.ns(), image.tag), &[("accept", OCI_MANIFEST)], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/manifests/{}", cx.ns(), image.tag),
+                &[("accept", OCI_MANIFEST)],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "GET a manifest by tag (end-3)")?;
-            ex.check(ex.body() == image.manifest.as_slice(), "the registry MUST serve the manifest's exact bytes")?;
-            ex.check(ex.header("content-type") == Some(OCI_MANIFEST), "Content-Type MUST be the manifest's media type")?;
-            ex.check(ex.header("docker-content-digest") == Some(image.manifest_digest.as_str()), "Docker-Content-Digest MUST be the manifest's digest")
+            ex.check(
+                ex.body() == image.manifest.as_slice(),
+                "the registry MUST serve the manifest's exact bytes",
+            )?;
+            ex.check(
+                ex.header("content-type") == Some(OCI_MANIFEST),
+                "Content-Type MUST be the manifest's media type",
+            )?;
+            ex.check(
+                ex.header("docker-content-digest") == Some(image.manifest_digest.as_str()),
+                "Docker-Content-Digest MUST be the manifest's digest",
+            )
         }),
         test!(Pull, "pull/manifest-by-digest", |cx| {
             let image = cx.image()?;
-            let ex = cx.send("GET", &format!("/v2/{}/manifests/{}", cx.ns(), image.manifest_digest), &[("accept", OCI_MANIFEST)], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/manifests/{}", cx.ns(), image.manifest_digest),
+                &[("accept", OCI_MANIFEST)],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "GET a manifest by digest (end-3)")?;
-            ex.check(ex.body() == image.manifest.as_slice(), "the registry MUST serve the manifest's exact bytes")
+            ex.check(
+                ex.body() == image.manifest.as_slice(),
+                "the registry MUST serve the manifest's exact bytes",
+            )
         }),
         test!(Pull, "pull/manifest-head-by-tag-and-digest", |cx| {
             let image = cx.image()?;
             for reference in [&image.tag, &image.manifest_digest] {
-                let ex = cx.send("HEAD", &format!("/v2/{}/manifests/{reference}", cx.ns()), &[("accept", OCI_MANIFEST)], Vec::new())?;
-                ex.status_in(&[200], "HEAD on an existing manifest MUST answer 200 (end-3)")?;
+                let ex = cx.send(
+                    "HEAD",
+                    &format!("/v2/{}/manifests/{reference}", cx.ns()),
+                    &[("accept", OCI_MANIFEST)],
+                    Vec::new(),
+                )?;
+                ex.status_in(
+                    &[200],
+                    "HEAD on an existing manifest MUST answer 200 (end-3)",
+                )?;
                 ex.check(ex.body().is_empty(), "a HEAD response has no body")?;
                 ex.check(
                     ex.header("content-length") == Some(image.manifest.len().to_string().as_str()),
@@ -329,64 +461,149 @@ fn pull() -> Vec<Test> {
         }),
         test!(Pull, "pull/blob-get", |cx| {
             let image = cx.image()?;
-            let ex = cx.send("GET", &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest), &[], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "GET an existing blob (end-2)")?;
-            ex.check(ex.body() == image.layer.as_slice(), "the blob's bytes MUST be served as pushed")
+            ex.check(
+                ex.body() == image.layer.as_slice(),
+                "the blob's bytes MUST be served as pushed",
+            )
         }),
         test!(Pull, "pull/blob-head", |cx| {
             let image = cx.image()?;
-            let ex = cx.send("HEAD", &format!("/v2/{}/blobs/{}", cx.ns(), image.config_digest), &[], Vec::new())?;
+            let ex = cx.send(
+                "HEAD",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.config_digest),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "HEAD an existing blob (end-2)")?;
             ex.check(ex.body().is_empty(), "a HEAD response has no body")?;
-            ex.has_header("content-length", "a blob HEAD response carries the blob's length")
+            ex.has_header(
+                "content-length",
+                "a blob HEAD response carries the blob's length",
+            )
         }),
         test!(Pull, "pull/blob-range", |cx| {
             let image = cx.image()?;
-            let ex = cx.send("GET", &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest), &[("range", "bytes=10-19")], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest),
+                &[("range", "bytes=10-19")],
+                Vec::new(),
+            )?;
             ex.status_in(&[206], "a satisfiable Range on a blob GET is answered with 206 Partial Content (RFC 9110 §14)")?;
-            ex.check(ex.body() == &image.layer[10..20], "the 206 body MUST be exactly the requested range")?;
             ex.check(
-                ex.header("content-range") == Some(format!("bytes 10-19/{}", image.layer.len()).as_str()),
+                ex.body() == &image.layer[10..20],
+                "the 206 body MUST be exactly the requested range",
+            )?;
+            ex.check(
+                ex.header("content-range")
+                    == Some(format!("bytes 10-19/{}", image.layer.len()).as_str()),
                 "a 206 MUST carry Content-Range: bytes 10-19/<size>",
             )
         }),
         test!(Pull, "pull/blob-range-suffix", |cx| {
             let image = cx.image()?;
-            let ex = cx.send("GET", &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest), &[("range", "bytes=-16")], Vec::new())?;
-            ex.status_in(&[206], "a suffix Range is answered with 206 (RFC 9110 §14.1.1)")?;
-            ex.check(ex.body() == &image.layer[image.layer.len() - 16..], "the body MUST be the last 16 bytes")
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest),
+                &[("range", "bytes=-16")],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[206],
+                "a suffix Range is answered with 206 (RFC 9110 §14.1.1)",
+            )?;
+            ex.check(
+                ex.body() == &image.layer[image.layer.len() - 16..],
+                "the body MUST be the last 16 bytes",
+            )
         }),
         test!(Pull, "pull/blob-range-unsatisfiable-416", |cx| {
             let image = cx.image()?;
             let range = format!("bytes={}-", image.layer.len() + 10);
-            let ex = cx.send("GET", &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest), &[("range", &range)], Vec::new())?;
-            ex.status_in(&[416], "a Range beyond the blob's end is unsatisfiable: 416 (RFC 9110 §15.5.17)")
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest),
+                &[("range", &range)],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[416],
+                "a Range beyond the blob's end is unsatisfiable: 416 (RFC 9110 §15.5.17)",
+            )
         }),
         test!(Pull, "pull/manifest-unknown-tag-404", |cx| {
-            let ex = cx.send("GET", &format!("/v2/{}/manifests/no-such-tag-{}", cx.ns(), cx.config.run_id), &[], Vec::new())?;
-            ex.status_in(&[404], "a manifest that does not exist MUST answer 404 (end-3)")?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/manifests/no-such-tag-{}", cx.ns(), cx.config.run_id),
+                &[],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[404],
+                "a manifest that does not exist MUST answer 404 (end-3)",
+            )?;
             ex.error_code("MANIFEST_UNKNOWN")
         }),
         test!(Pull, "pull/manifest-unknown-digest-404", |cx| {
             let digest = sha256(format!("absent manifest {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("GET", &format!("/v2/{}/manifests/{digest}", cx.ns()), &[], Vec::new())?;
-            ex.status_in(&[404], "a manifest that does not exist MUST answer 404 (end-3)")?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/manifests/{digest}", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[404],
+                "a manifest that does not exist MUST answer 404 (end-3)",
+            )?;
             ex.error_code("MANIFEST_UNKNOWN")
         }),
         test!(Pull, "pull/blob-unknown-404", |cx| {
             let digest = sha256(format!("absent blob {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("GET", &format!("/v2/{}/blobs/{digest}", cx.ns()), &[], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{digest}", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[404], "a blob that does not exist MUST answer 404 (end-2)")?;
             ex.error_code("BLOB_UNKNOWN")
         }),
         test!(Pull, "pull/blob-head-unknown-404", |cx| {
             let digest = sha256(format!("absent blob head {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("HEAD", &format!("/v2/{}/blobs/{digest}", cx.ns()), &[], Vec::new())?;
-            ex.status_in(&[404], "HEAD on a blob that does not exist MUST answer 404 (end-2)")
+            let ex = cx.send(
+                "HEAD",
+                &format!("/v2/{}/blobs/{digest}", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[404],
+                "HEAD on a blob that does not exist MUST answer 404 (end-2)",
+            )
         }),
         test!(Pull, "pull/repository-unknown-404", |cx| {
-            let ex = cx.send("GET", &format!("/v2/{}/absent-{}/manifests/latest", cx.ns(), cx.config.run_id), &[], Vec::new())?;
-            ex.status_in(&[404], "an attempt to pull a nonexistent repository MUST return 404")
+            let ex = cx.send(
+                "GET",
+                &format!(
+                    "/v2/{}/absent-{}/manifests/latest",
+                    cx.ns(),
+                    cx.config.run_id
+                ),
+                &[],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[404],
+                "an attempt to pull a nonexistent repository MUST return 404",
+            )
         }),
     ]
 }
@@ -406,14 +623,27 @@ fn push() -> Vec<Test> {
                 &[("content-type", "application/octet-stream")],
                 blob.clone(),
             )?;
-            ex.status_in(&[201, 202], "a single POST with ?digest= answers 201, or 202 where unsupported (end-4b)")?;
+            ex.status_in(
+                &[201, 202],
+                "a single POST with ?digest= answers 201, or 202 where unsupported (end-4b)",
+            )?;
             if ex.status() == 202 {
-                return Err(fail("single-POST upload is not supported (202): the spec allows it, but berth targets must support it"));
+                return Err(fail(
+                    "single-POST upload is not supported (202): the spec allows it, but berth targets must support it",
+                ));
             }
             ex.has_header("location", "a 201 MUST carry Location: <blob-location>")?;
-            let got = cx.send("GET", &format!("/v2/{}/blobs/{digest}", cx.ns()), &[], Vec::new())?;
+            let got = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{digest}", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
             got.status_in(&[200], "the blob is readable after the single POST")?;
-            got.check(got.body() == blob.as_slice(), "the blob's bytes MUST be served as pushed")
+            got.check(
+                got.body() == blob.as_slice(),
+                "the blob's bytes MUST be served as pushed",
+            )
         }),
         test!(Push, "push/monolithic-post-then-put", |cx| {
             let ns = cx.ns().to_owned();
@@ -421,16 +651,27 @@ fn push() -> Vec<Test> {
             let digest = cx.push_blob(&ns, &blob)?;
             let got = cx.send("GET", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
             got.status_in(&[200], "the blob is readable after POST then PUT")?;
-            got.check(got.body() == blob.as_slice(), "the blob's bytes MUST be served as pushed")
+            got.check(
+                got.body() == blob.as_slice(),
+                "the blob's bytes MUST be served as pushed",
+            )
         }),
         test!(Push, "push/put-location-is-pullable", |cx| {
             let ns = cx.ns().to_owned();
             let blob = cx.bytes("location", 100);
             let digest = sha256(&blob);
             let (_, location) = cx.start_upload(&ns, "")?;
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[], blob)?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[],
+                blob,
+            )?;
             ex.status_in(&[201], "closing PUT answers 201")?;
-            ex.has_header("location", "the closing PUT MUST carry Location: <blob-location>")?;
+            ex.has_header(
+                "location",
+                "the closing PUT MUST carry Location: <blob-location>",
+            )?;
             let url = ex.header("location").unwrap_or_default().to_owned();
             let got = cx.send("GET", &url, &[], Vec::new())?;
             got.status_in(&[200], "<blob-location> MUST be a pullable blob URL")
@@ -438,7 +679,10 @@ fn push() -> Vec<Test> {
         test!(Push, "push/chunked-with-content-range", |cx| {
             let ns = cx.ns().to_owned();
             let (post, mut location) = cx.start_upload(&ns, "")?;
-            let min = post.header("oci-chunk-min-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            let min = post
+                .header("oci-chunk-min-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
             // At least two chunks of the advertised minimum, plus a shorter last one.
             let chunk = min.max(1024);
             let blob = cx.bytes("chunked", 2 * chunk + chunk / 3 + 7);
@@ -450,20 +694,35 @@ fn push() -> Vec<Test> {
                 let ex = cx.send(
                     "PATCH",
                     &location,
-                    &[("content-type", "application/octet-stream"), ("content-range", &range), ("content-length", &length)],
+                    &[
+                        ("content-type", "application/octet-stream"),
+                        ("content-range", &range),
+                        ("content-length", &length),
+                    ],
                     blob[offset..end].to_vec(),
                 )?;
                 ex.status_in(&[202], "each chunk PATCH MUST answer 202 Accepted (end-5)")?;
                 ex.has_header("location", "a chunk response MUST carry Location")?;
-                ex.check(range_end(&ex) == Some(end as u64 - 1), format!("a chunk response MUST carry Range: 0-{}", end - 1))?;
+                ex.check(
+                    range_end(&ex) == Some(end as u64 - 1),
+                    format!("a chunk response MUST carry Range: 0-{}", end - 1),
+                )?;
                 location = ex.header("location").unwrap_or_default().to_owned();
                 offset = end;
             }
             let digest = sha256(&blob);
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[("content-length", "0")], Vec::new())?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[("content-length", "0")],
+                Vec::new(),
+            )?;
             ex.status_in(&[201], "the closing PUT MUST answer 201 Created")?;
             let got = cx.send("GET", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
-            got.check(got.body() == blob.as_slice(), "the chunked blob's bytes MUST be served as pushed")
+            got.check(
+                got.body() == blob.as_slice(),
+                "the chunked blob's bytes MUST be served as pushed",
+            )
         }),
         test!(Push, "push/chunked-small-chunks", |cx| {
             let ns = cx.ns().to_owned();
@@ -471,12 +730,25 @@ fn push() -> Vec<Test> {
             let blob = cx.bytes("small-chunks", 1000);
             for (i, piece) in blob.chunks(300).enumerate() {
                 let range = format!("{}-{}", i * 300, i * 300 + piece.len() - 1);
-                let ex = cx.send("PATCH", &location, &[("content-range", &range)], piece.to_vec())?;
-                ex.status_in(&[202], "a final-size or smaller chunk MAY be any length; each PATCH answers 202")?;
+                let ex = cx.send(
+                    "PATCH",
+                    &location,
+                    &[("content-range", &range)],
+                    piece.to_vec(),
+                )?;
+                ex.status_in(
+                    &[202],
+                    "a final-size or smaller chunk MAY be any length; each PATCH answers 202",
+                )?;
                 location = ex.header("location").unwrap_or_default().to_owned();
             }
             let digest = sha256(&blob);
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[], Vec::new())?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[201], "the closing PUT answers 201")
         }),
         test!(Push, "push/chunk-out-of-order-416", |cx| {
@@ -485,8 +757,16 @@ fn push() -> Vec<Test> {
             let first = cx.send("PATCH", &location, &[("content-range", "0-9")], vec![1; 10])?;
             first.status_in(&[202], "the first chunk is accepted")?;
             let location = first.header("location").unwrap_or(&location).to_owned();
-            let ex = cx.send("PATCH", &location, &[("content-range", "20-29")], vec![2; 10])?;
-            ex.status_in(&[416], "a chunk uploaded out of order MUST get 416 Requested Range Not Satisfiable")
+            let ex = cx.send(
+                "PATCH",
+                &location,
+                &[("content-range", "20-29")],
+                vec![2; 10],
+            )?;
+            ex.status_in(
+                &[416],
+                "a chunk uploaded out of order MUST get 416 Requested Range Not Satisfiable",
+            )
         }),
         test!(Push, "push/chunk-retry-previous-416", |cx| {
             let ns = cx.ns().to_owned();
@@ -494,7 +774,12 @@ fn push() -> Vec<Test> {
             let first = cx.send("PATCH", &location, &[("content-range", "0-9")], vec![1; 10])?;
             first.status_in(&[202], "the first chunk is accepted")?;
             let location = first.header("location").unwrap_or(&location).to_owned();
-            let second = cx.send("PATCH", &location, &[("content-range", "10-19")], vec![2; 10])?;
+            let second = cx.send(
+                "PATCH",
+                &location,
+                &[("content-range", "10-19")],
+                vec![2; 10],
+            )?;
             second.status_in(&[202], "the second chunk is accepted")?;
             let location = second.header("location").unwrap_or(&location).to_owned();
             let ex = cx.send("PATCH", &location, &[("content-range", "0-9")], vec![1; 10])?;
@@ -503,37 +788,80 @@ fn push() -> Vec<Test> {
         test!(Push, "push/upload-status-204-range-location", |cx| {
             let ns = cx.ns().to_owned();
             let (_, location) = cx.start_upload(&ns, "")?;
-            let first = cx.send("PATCH", &location, &[("content-range", "0-99")], vec![7; 100])?;
+            let first = cx.send(
+                "PATCH",
+                &location,
+                &[("content-range", "0-99")],
+                vec![7; 100],
+            )?;
             first.status_in(&[202], "the chunk is accepted")?;
             let location = first.header("location").unwrap_or(&location).to_owned();
             let ex = cx.send("GET", &location, &[], Vec::new())?;
-            ex.status_in(&[204], "GET on an active upload MUST answer 204 No Content (end-13)")?;
+            ex.status_in(
+                &[204],
+                "GET on an active upload MUST answer 204 No Content (end-13)",
+            )?;
             ex.has_header("location", "upload status MUST carry Location")?;
-            ex.check(range_end(&ex) == Some(99), "upload status MUST carry Range: 0-99")
+            ex.check(
+                range_end(&ex) == Some(99),
+                "upload status MUST carry Range: 0-99",
+            )
         }),
         test!(Push, "push/final-put-carries-last-chunk", |cx| {
             let ns = cx.ns().to_owned();
             let blob = cx.bytes("final-put", 2000);
             let (_, location) = cx.start_upload(&ns, "")?;
-            let first = cx.send("PATCH", &location, &[("content-range", "0-1199")], blob[..1200].to_vec())?;
+            let first = cx.send(
+                "PATCH",
+                &location,
+                &[("content-range", "0-1199")],
+                blob[..1200].to_vec(),
+            )?;
             first.status_in(&[202], "the first chunk is accepted")?;
             let location = first.header("location").unwrap_or(&location).to_owned();
             let digest = sha256(&blob);
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[("content-range", "1200-1999")], blob[1200..].to_vec())?;
-            ex.status_in(&[201], "the final chunk MAY be uploaded in the closing PUT; it answers 201")?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[("content-range", "1200-1999")],
+                blob[1200..].to_vec(),
+            )?;
+            ex.status_in(
+                &[201],
+                "the final chunk MAY be uploaded in the closing PUT; it answers 201",
+            )?;
             let got = cx.send("GET", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
-            got.check(got.body() == blob.as_slice(), "the blob's bytes MUST be served as pushed")
+            got.check(
+                got.body() == blob.as_slice(),
+                "the blob's bytes MUST be served as pushed",
+            )
         }),
         test!(Push, "push/patch-without-content-range", |cx| {
             let ns = cx.ns().to_owned();
             let blob = cx.bytes("streamed", 3000);
             let (_, location) = cx.start_upload(&ns, "")?;
-            let ex = cx.send("PATCH", &location, &[("content-type", "application/octet-stream")], blob.clone())?;
-            ex.status_in(&[202], "a streamed PATCH (no Content-Range) appends and answers 202")?;
-            ex.check(range_end(&ex) == Some(2999), "the response Range covers the streamed bytes")?;
+            let ex = cx.send(
+                "PATCH",
+                &location,
+                &[("content-type", "application/octet-stream")],
+                blob.clone(),
+            )?;
+            ex.status_in(
+                &[202],
+                "a streamed PATCH (no Content-Range) appends and answers 202",
+            )?;
+            ex.check(
+                range_end(&ex) == Some(2999),
+                "the response Range covers the streamed bytes",
+            )?;
             let location = ex.header("location").unwrap_or(&location).to_owned();
             let digest = sha256(&blob);
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[], Vec::new())?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[201], "the closing PUT answers 201")
         }),
         test!(Push, "push/empty-blob", |cx| {
@@ -557,33 +885,65 @@ fn push() -> Vec<Test> {
             let blob = cx.bytes("mismatch", 500);
             let wrong = sha256(b"these are not the bytes");
             let (_, location) = cx.start_upload(&ns, "")?;
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={wrong}")), &[], blob)?;
-            ex.status_in(&[400], "a closing PUT whose digest does not match the content MUST fail with 400 (end-6)")?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={wrong}")),
+                &[],
+                blob,
+            )?;
+            ex.status_in(
+                &[400],
+                "a closing PUT whose digest does not match the content MUST fail with 400 (end-6)",
+            )?;
             ex.error_code("DIGEST_INVALID")?;
             let got = cx.send("GET", &format!("/v2/{ns}/blobs/{wrong}"), &[], Vec::new())?;
-            got.status_in(&[404], "nothing is readable under a digest the bytes do not hash to")
+            got.status_in(
+                &[404],
+                "nothing is readable under a digest the bytes do not hash to",
+            )
         }),
         test!(Push, "push/sha512-blob-digest-algorithm", |cx| {
             let ns = cx.ns().to_owned();
             let blob = cx.bytes("sha512", 2048);
             let (_, location) = cx.start_upload(&ns, "?digest-algorithm=sha512")?;
-            let first = cx.send("PATCH", &location, &[("content-range", "0-1023")], blob[..1024].to_vec())?;
+            let first = cx.send(
+                "PATCH",
+                &location,
+                &[("content-range", "0-1023")],
+                blob[..1024].to_vec(),
+            )?;
             first.status_in(&[202], "a chunk of a sha512 upload is accepted")?;
             let location = first.header("location").unwrap_or(&location).to_owned();
             let digest = sha512(&blob);
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[("content-range", "1024-2047")], blob[1024..].to_vec())?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[("content-range", "1024-2047")],
+                blob[1024..].to_vec(),
+            )?;
             ex.status_in(&[201], "a blob pushed with digest-algorithm=sha512 closes with its sha512 digest (end-4c, end-6)")?;
             let got = cx.send("GET", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
             got.status_in(&[200], "the sha512 blob is readable by its digest")?;
-            got.check(got.body() == blob.as_slice(), "the blob's bytes MUST be served as pushed")
+            got.check(
+                got.body() == blob.as_slice(),
+                "the blob's bytes MUST be served as pushed",
+            )
         }),
         test!(Push, "push/sha512-blob-monolithic", |cx| {
             let ns = cx.ns().to_owned();
             let blob = cx.bytes("sha512-mono", 700);
             let digest = sha512(&blob);
             let (_, location) = cx.start_upload(&ns, "")?;
-            let ex = cx.send("PUT", &with_query(&location, &format!("digest={digest}")), &[], blob)?;
-            ex.status_in(&[201], "POST then PUT with a sha512 digest publishes the blob")?;
+            let ex = cx.send(
+                "PUT",
+                &with_query(&location, &format!("digest={digest}")),
+                &[],
+                blob,
+            )?;
+            ex.status_in(
+                &[201],
+                "POST then PUT with a sha512 digest publishes the blob",
+            )?;
             let got = cx.send("HEAD", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
             got.status_in(&[200], "the sha512 blob exists")
         }),
@@ -592,24 +952,56 @@ fn push() -> Vec<Test> {
             let target = cx.config.crossmount_namespace.clone();
             let blob = cx.bytes("mount-from", 777);
             let digest = cx.push_blob(&ns, &blob)?;
-            let ex = cx.send("POST", &format!("/v2/{target}/blobs/uploads/?mount={digest}&from={ns}"), &[("content-length", "0")], Vec::new())?;
-            ex.status_in(&[201], "a mount of a blob that exists in `from` MUST answer 201 Created (end-11)")?;
+            let ex = cx.send(
+                "POST",
+                &format!("/v2/{target}/blobs/uploads/?mount={digest}&from={ns}"),
+                &[("content-length", "0")],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[201],
+                "a mount of a blob that exists in `from` MUST answer 201 Created (end-11)",
+            )?;
             ex.has_header("location", "a successful mount MUST carry Location")?;
-            let got = cx.send("GET", &format!("/v2/{target}/blobs/{digest}"), &[], Vec::new())?;
-            got.status_in(&[200], "the mounted blob is readable in the target repository")
+            let got = cx.send(
+                "GET",
+                &format!("/v2/{target}/blobs/{digest}"),
+                &[],
+                Vec::new(),
+            )?;
+            got.status_in(
+                &[200],
+                "the mounted blob is readable in the target repository",
+            )
         }),
         test!(Push, "push/mount-without-from", |cx| {
             let ns = cx.ns().to_owned();
             let target = cx.config.crossmount_namespace.clone();
             let blob = cx.bytes("mount-no-from", 778);
             let digest = cx.push_blob(&ns, &blob)?;
-            let ex = cx.send("POST", &format!("/v2/{target}/blobs/uploads/?mount={digest}"), &[("content-length", "0")], Vec::new())?;
-            ex.status_in(&[201, 202], "without `from` a registry MAY mount (201) or start an upload (202)")?;
+            let ex = cx.send(
+                "POST",
+                &format!("/v2/{target}/blobs/uploads/?mount={digest}"),
+                &[("content-length", "0")],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[201, 202],
+                "without `from` a registry MAY mount (201) or start an upload (202)",
+            )?;
             if ex.status() == 201 {
-                let got = cx.send("HEAD", &format!("/v2/{target}/blobs/{digest}"), &[], Vec::new())?;
+                let got = cx.send(
+                    "HEAD",
+                    &format!("/v2/{target}/blobs/{digest}"),
+                    &[],
+                    Vec::new(),
+                )?;
                 got.status_in(&[200], "a 201 mount makes the blob readable in the target")?;
             } else {
-                ex.has_header("location", "a 202 starts an upload session and MUST carry Location")?;
+                ex.has_header(
+                    "location",
+                    "a 202 starts an upload session and MUST carry Location",
+                )?;
             }
             Ok(())
         }),
@@ -617,25 +1009,53 @@ fn push() -> Vec<Test> {
             let ns = cx.ns().to_owned();
             let target = cx.config.crossmount_namespace.clone();
             let absent = sha256(format!("never pushed {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("POST", &format!("/v2/{target}/blobs/uploads/?mount={absent}&from={ns}"), &[("content-length", "0")], Vec::new())?;
-            ex.status_in(&[202], "a mount that cannot be done SHOULD answer 202 and start an upload session")?;
+            let ex = cx.send(
+                "POST",
+                &format!("/v2/{target}/blobs/uploads/?mount={absent}&from={ns}"),
+                &[("content-length", "0")],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[202],
+                "a mount that cannot be done SHOULD answer 202 and start an upload session",
+            )?;
             ex.has_header("location", "the 202 MUST carry the upload's Location")
         }),
         test!(Push, "push/manifest-by-tag", |cx| {
             let image = cx.push_image("push-tag")?;
-            let ex = cx.send("GET", &format!("/v2/{}/manifests/{}", cx.ns(), image.tag), &[], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/manifests/{}", cx.ns(), image.tag),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "a manifest pushed by tag is readable by that tag")?;
             ex.check(ex.body() == image.manifest.as_slice(), "byte-exact")
         }),
         test!(Push, "push/manifest-by-digest", |cx| {
             let ns = cx.ns().to_owned();
             let config = cx.push_empty_config(&ns)?;
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], &format!(r#","annotations":{{"run":"{}-by-digest"}}"#, cx.config.run_id));
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[],
+                &format!(
+                    r#","annotations":{{"run":"{}-by-digest"}}"#,
+                    cx.config.run_id
+                ),
+            );
             let digest = sha256(manifest.as_bytes());
             let ex = cx.put_manifest(&ns, &digest, OCI_MANIFEST, manifest.as_bytes())?;
-            ex.status_in(&[201], "PUT /v2/<name>/manifests/<digest> stores the manifest (end-7)")?;
+            ex.status_in(
+                &[201],
+                "PUT /v2/<name>/manifests/<digest> stores the manifest (end-7)",
+            )?;
             ex.has_header("location", "a manifest PUT MUST carry Location")?;
-            ex.check(ex.header("docker-content-digest") == Some(digest.as_str()), "Docker-Content-Digest MUST equal the client-provided digest")
+            ex.check(
+                ex.header("docker-content-digest") == Some(digest.as_str()),
+                "Docker-Content-Digest MUST equal the client-provided digest",
+            )
         }),
         test!(Push, "push/manifest-custom-fields-byte-exact", |cx| {
             let ns = cx.ns().to_owned();
@@ -649,24 +1069,51 @@ fn push() -> Vec<Test> {
             let ex = cx.put_manifest(&ns, &tag, OCI_MANIFEST, manifest.as_bytes())?;
             ex.status_in(&[201], "a manifest with unknown fields is accepted")?;
             let got = cx.send("GET", &format!("/v2/{ns}/manifests/{tag}"), &[], Vec::new())?;
-            got.check(got.body() == manifest.as_bytes(), "the registry MUST store the manifest in the exact byte representation provided")
+            got.check(
+                got.body() == manifest.as_bytes(),
+                "the registry MUST store the manifest in the exact byte representation provided",
+            )
         }),
         test!(Push, "push/manifest-non-distributable-layer", |cx| {
             let ns = cx.ns().to_owned();
             let config = cx.push_empty_config(&ns)?;
             let foreign = sha256(format!("foreign layer {}", cx.config.run_id).as_bytes());
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[(&foreign, 1234, NON_DISTRIBUTABLE)], "");
-            let ex = cx.put_manifest(&ns, &format!("foreign-{}", cx.config.run_id), OCI_MANIFEST, manifest.as_bytes())?;
-            ex.status_in(&[201], "a non-distributable layer's blob need not be pushed; the manifest is accepted")
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[(&foreign, 1234, NON_DISTRIBUTABLE)],
+                "",
+            );
+            let ex = cx.put_manifest(
+                &ns,
+                &format!("foreign-{}", cx.config.run_id),
+                OCI_MANIFEST,
+                manifest.as_bytes(),
+            )?;
+            ex.status_in(
+                &[201],
+                "a non-distributable layer's blob need not be pushed; the manifest is accepted",
+            )
         }),
         test!(Push, "push/manifest-missing-blob-rejected", |cx| {
             let ns = cx.ns().to_owned();
             let config = cx.push_empty_config(&ns)?;
             let missing = sha256(format!("missing layer {}", cx.config.run_id).as_bytes());
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[(&missing, 10, OCI_LAYER)], "");
-            let ex = cx.put_manifest(&ns, &format!("missing-{}", cx.config.run_id), OCI_MANIFEST, manifest.as_bytes())?;
-            ex.status_in(&[400], "a manifest referencing a blob the registry does not have is rejected with 400")?;
-            ex.error_code("MANIFEST_BLOB_UNKNOWN").or_else(|_| ex.error_code("MANIFEST_INVALID"))
+            let manifest =
+                image_manifest(&config, 2, EMPTY_CONFIG, &[(&missing, 10, OCI_LAYER)], "");
+            let ex = cx.put_manifest(
+                &ns,
+                &format!("missing-{}", cx.config.run_id),
+                OCI_MANIFEST,
+                manifest.as_bytes(),
+            )?;
+            ex.status_in(
+                &[400],
+                "a manifest referencing a blob the registry does not have is rejected with 400",
+            )?;
+            ex.error_code("MANIFEST_BLOB_UNKNOWN")
+                .or_else(|_| ex.error_code("MANIFEST_INVALID"))
         }),
         test!(Push, "push/manifest-wrong-digest-rejected", |cx| {
             let ns = cx.ns().to_owned();
@@ -674,13 +1121,27 @@ fn push() -> Vec<Test> {
             let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], "");
             let wrong = sha256(b"a different manifest");
             let ex = cx.put_manifest(&ns, &wrong, OCI_MANIFEST, manifest.as_bytes())?;
-            ex.status_in(&[400], "a manifest PUT by a digest its bytes do not hash to MUST be rejected")?;
-            ex.error_code("DIGEST_INVALID").or_else(|_| ex.error_code("MANIFEST_INVALID"))?;
-            let got = cx.send("GET", &format!("/v2/{ns}/manifests/{wrong}"), &[], Vec::new())?;
+            ex.status_in(
+                &[400],
+                "a manifest PUT by a digest its bytes do not hash to MUST be rejected",
+            )?;
+            ex.error_code("DIGEST_INVALID")
+                .or_else(|_| ex.error_code("MANIFEST_INVALID"))?;
+            let got = cx.send(
+                "GET",
+                &format!("/v2/{ns}/manifests/{wrong}"),
+                &[],
+                Vec::new(),
+            )?;
             got.status_in(&[404], "nothing is stored under the wrong digest")
         }),
         test!(Push, "push/manifest-invalid-json-400", |cx| {
-            let ex = cx.put_manifest(&cx.ns().to_owned(), &format!("bad-{}", cx.config.run_id), OCI_MANIFEST, b"{\"schemaVersion\": 2, oops")?;
+            let ex = cx.put_manifest(
+                &cx.ns().to_owned(),
+                &format!("bad-{}", cx.config.run_id),
+                OCI_MANIFEST,
+                b"{\"schemaVersion\": 2, oops",
+            )?;
             ex.status_in(&[400], "an invalid manifest is rejected with 400")?;
             ex.error_code("MANIFEST_INVALID")
         }),
@@ -695,8 +1156,16 @@ fn push() -> Vec<Test> {
             let tag = format!("index-{}", cx.config.run_id);
             let ex = cx.put_manifest(&ns, &tag, OCI_INDEX, index.as_bytes())?;
             ex.status_in(&[201], "an image index is a manifest: PUT answers 201")?;
-            let got = cx.send("GET", &format!("/v2/{ns}/manifests/{tag}"), &[("accept", OCI_INDEX)], Vec::new())?;
-            got.check(got.header("content-type") == Some(OCI_INDEX), "the index is served with its media type")?;
+            let got = cx.send(
+                "GET",
+                &format!("/v2/{ns}/manifests/{tag}"),
+                &[("accept", OCI_INDEX)],
+                Vec::new(),
+            )?;
+            got.check(
+                got.header("content-type") == Some(OCI_INDEX),
+                "the index is served with its media type",
+            )?;
             got.check(got.body() == index.as_bytes(), "byte-exact")
         }),
         test!(Push, "push/artifact-manifest", |cx| {
@@ -704,36 +1173,82 @@ fn push() -> Vec<Test> {
             let config = cx.push_empty_config(&ns)?;
             let payload = cx.bytes("artifact", 64);
             let layer = cx.push_blob(&ns, &payload)?;
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[(&layer, 64, "application/vnd.example.payload")], r#","artifactType":"application/vnd.example.artifact""#);
-            let ex = cx.put_manifest(&ns, &format!("artifact-{}", cx.config.run_id), OCI_MANIFEST, manifest.as_bytes())?;
-            ex.status_in(&[201], "an artifact (artifactType, empty config) is accepted")
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[(&layer, 64, "application/vnd.example.payload")],
+                r#","artifactType":"application/vnd.example.artifact""#,
+            );
+            let ex = cx.put_manifest(
+                &ns,
+                &format!("artifact-{}", cx.config.run_id),
+                OCI_MANIFEST,
+                manifest.as_bytes(),
+            )?;
+            ex.status_in(
+                &[201],
+                "an artifact (artifactType, empty config) is accepted",
+            )
         }),
         test!(Push, "push/sha512-manifest", |cx| {
             let ns = cx.ns().to_owned();
             let config = cx.push_empty_config(&ns)?;
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], &format!(r#","annotations":{{"run":"{}-sha512"}}"#, cx.config.run_id));
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[],
+                &format!(r#","annotations":{{"run":"{}-sha512"}}"#, cx.config.run_id),
+            );
             let digest = sha512(manifest.as_bytes());
             let ex = cx.put_manifest(&ns, &digest, OCI_MANIFEST, manifest.as_bytes())?;
             ex.status_in(&[201], "a manifest PUT by its sha512 digest is stored")?;
-            let got = cx.send("GET", &format!("/v2/{ns}/manifests/{digest}"), &[], Vec::new())?;
+            let got = cx.send(
+                "GET",
+                &format!("/v2/{ns}/manifests/{digest}"),
+                &[],
+                Vec::new(),
+            )?;
             got.status_in(&[200], "the manifest is readable by its sha512 digest")?;
             got.check(got.body() == manifest.as_bytes(), "byte-exact")
         }),
         test!(Push, "push/manifest-tag-parameters-oci-tag", |cx| {
             let ns = cx.ns().to_owned();
             let config = cx.push_empty_config(&ns)?;
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], &format!(r#","annotations":{{"run":"{}-tags"}}"#, cx.config.run_id));
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[],
+                &format!(r#","annotations":{{"run":"{}-tags"}}"#, cx.config.run_id),
+            );
             let digest = sha256(manifest.as_bytes());
-            let tags = [format!("t1-{}", cx.config.run_id), format!("t2-{}", cx.config.run_id)];
-            let ex = cx.put_manifest(&ns, &format!("{digest}?tag={}&tag={}", tags[0], tags[1]), OCI_MANIFEST, manifest.as_bytes())?;
-            ex.status_in(&[201], "PUT by digest with tag parameters answers 201 (end-7b)")?;
+            let tags = [
+                format!("t1-{}", cx.config.run_id),
+                format!("t2-{}", cx.config.run_id),
+            ];
+            let ex = cx.put_manifest(
+                &ns,
+                &format!("{digest}?tag={}&tag={}", tags[0], tags[1]),
+                OCI_MANIFEST,
+                manifest.as_bytes(),
+            )?;
+            ex.status_in(
+                &[201],
+                "PUT by digest with tag parameters answers 201 (end-7b)",
+            )?;
             let announced: Vec<String> = ex
                 .response
                 .headers()
                 .get_all("oci-tag")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(',').map(|t| t.trim().to_owned()).collect::<Vec<_>>())
+                .flat_map(|v| {
+                    v.split(',')
+                        .map(|t| t.trim().to_owned())
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             for tag in &tags {
                 ex.check(announced.contains(tag), format!("a registry supporting tag parameters MUST include OCI-Tag for each accepted tag ({tag})"))?;
@@ -752,15 +1267,31 @@ fn subject(cx: &mut Context<'_>) -> Result<(String, usize), Failure> {
     }
     let ns = cx.ns().to_owned();
     let config = cx.push_empty_config(&ns)?;
-    let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], &format!(r#","annotations":{{"run":"{}-subject"}}"#, cx.config.run_id));
-    let ex = cx.put_manifest(&ns, &format!("subject-{}", cx.config.run_id), OCI_MANIFEST, manifest.as_bytes())?;
+    let manifest = image_manifest(
+        &config,
+        2,
+        EMPTY_CONFIG,
+        &[],
+        &format!(r#","annotations":{{"run":"{}-subject"}}"#, cx.config.run_id),
+    );
+    let ex = cx.put_manifest(
+        &ns,
+        &format!("subject-{}", cx.config.run_id),
+        OCI_MANIFEST,
+        manifest.as_bytes(),
+    )?;
     ex.status_in(&[201], "setup: pushing the subject manifest")?;
     let subject = (sha256(manifest.as_bytes()), manifest.len());
     cx.subject = Some(subject.clone());
     Ok(subject)
 }
 
-fn referrer(cx: &Context<'_>, subject: &(String, usize), artifact_type: &str, label: &str) -> Result<(String, Exchange), Failure> {
+fn referrer(
+    cx: &Context<'_>,
+    subject: &(String, usize),
+    artifact_type: &str,
+    label: &str,
+) -> Result<(String, Exchange), Failure> {
     let ns = cx.ns().to_owned();
     let config = cx.push_empty_config(&ns)?;
     let extra = format!(
@@ -780,8 +1311,13 @@ fn referrer_digests(ex: &Exchange) -> Vec<(String, Option<String>)> {
         .iter()
         .map(|d| {
             (
-                d.get("digest").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
-                d.get("artifactType").and_then(|v| v.as_str()).map(str::to_owned),
+                d.get("digest")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                d.get("artifactType")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
             )
         })
         .collect()
@@ -794,100 +1330,264 @@ fn discovery() -> Vec<Test> {
             let config = cx.push_empty_config(&ns)?;
             let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], "");
             for tag in ["tag-a", "tag-b", "tag-c", "tag-d"] {
-                cx.put_manifest(&ns, tag, OCI_MANIFEST, manifest.as_bytes())?.status_in(&[201], "setup: tagging")?;
+                cx.put_manifest(&ns, tag, OCI_MANIFEST, manifest.as_bytes())?
+                    .status_in(&[201], "setup: tagging")?;
             }
             let ex = cx.send("GET", &format!("/v2/{ns}/tags/list"), &[], Vec::new())?;
             ex.status_in(&[200], "GET /v2/<name>/tags/list MUST answer 200 (end-8a)")?;
             let json = ex.json().unwrap_or_default();
-            ex.check(json.get("name").and_then(|n| n.as_str()) == Some(ns.as_str()), "the body's name MUST be the repository")?;
-            let tags: Vec<String> = json.get("tags").and_then(|t| t.as_array()).cloned().unwrap_or_default().iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
-            ex.check(["tag-a", "tag-b", "tag-c", "tag-d"].iter().all(|t| tags.iter().any(|x| x == t)), "every tag is listed")?;
+            ex.check(
+                json.get("name").and_then(|n| n.as_str()) == Some(ns.as_str()),
+                "the body's name MUST be the repository",
+            )?;
+            let tags: Vec<String> = json
+                .get("tags")
+                .and_then(|t| t.as_array())
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect();
+            ex.check(
+                ["tag-a", "tag-b", "tag-c", "tag-d"]
+                    .iter()
+                    .all(|t| tags.iter().any(|x| x == t)),
+                "every tag is listed",
+            )?;
             let mut sorted = tags.clone();
             sorted.sort();
-            ex.check(tags == sorted, "tags MUST be in lexical (ASCIIbetical) order")
+            ex.check(
+                tags == sorted,
+                "tags MUST be in lexical (ASCIIbetical) order",
+            )
         }),
         test!(ContentDiscovery, "discovery/tags-list-n", |cx| {
-            let ex = cx.send("GET", &format!("/v2/{}/tags/list?n=2", cx.ns()), &[], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/tags/list?n=2", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "tags list with n answers 200 (end-8b)")?;
-            let count = ex.json().and_then(|j| j.get("tags").and_then(|t| t.as_array()).map(Vec::len)).unwrap_or(0);
-            ex.check(count == 2, "with n=2 and more tags available, the response MUST include 2 results")
+            let count = ex
+                .json()
+                .and_then(|j| j.get("tags").and_then(|t| t.as_array()).map(Vec::len))
+                .unwrap_or(0);
+            ex.check(
+                count == 2,
+                "with n=2 and more tags available, the response MUST include 2 results",
+            )
         }),
         test!(ContentDiscovery, "discovery/tags-list-n-last", |cx| {
-            let ex = cx.send("GET", &format!("/v2/{}/tags/list?n=2&last=tag-b", cx.ns()), &[], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/tags/list?n=2&last=tag-b", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "tags list with n and last answers 200 (end-8b)")?;
-            let tags: Vec<String> = ex.json().and_then(|j| j.get("tags").and_then(|t| t.as_array()).cloned()).unwrap_or_default().iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
-            ex.check(tags.len() <= 2 && tags.first().map(String::as_str) == Some("tag-c"), "results begin non-inclusively after `last` (tag-c follows tag-b)")
+            let tags: Vec<String> = ex
+                .json()
+                .and_then(|j| j.get("tags").and_then(|t| t.as_array()).cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect();
+            ex.check(
+                tags.len() <= 2 && tags.first().map(String::as_str) == Some("tag-c"),
+                "results begin non-inclusively after `last` (tag-c follows tag-b)",
+            )
         }),
-        test!(ContentDiscovery, "discovery/tags-list-link-pagination", |cx| {
-            let mut url = format!("/v2/{}/tags/list?n=1", cx.ns());
-            let mut collected = Vec::new();
-            for _ in 0..200 {
-                let ex = cx.send("GET", &url, &[], Vec::new())?;
-                ex.status_in(&[200], "each page answers 200")?;
-                let tags: Vec<String> = ex.json().and_then(|j| j.get("tags").and_then(|t| t.as_array()).cloned()).unwrap_or_default().iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
-                ex.check(tags.len() <= 1, "a page MUST NOT exceed n")?;
-                collected.extend(tags);
-                match ex.header("link").and_then(next_link) {
-                    Some(next) => url = next,
-                    None => break,
+        test!(
+            ContentDiscovery,
+            "discovery/tags-list-link-pagination",
+            |cx| {
+                let mut url = format!("/v2/{}/tags/list?n=1", cx.ns());
+                let mut collected = Vec::new();
+                for _ in 0..200 {
+                    let ex = cx.send("GET", &url, &[], Vec::new())?;
+                    ex.status_in(&[200], "each page answers 200")?;
+                    let tags: Vec<String> = ex
+                        .json()
+                        .and_then(|j| j.get("tags").and_then(|t| t.as_array()).cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect();
+                    ex.check(tags.len() <= 1, "a page MUST NOT exceed n")?;
+                    collected.extend(tags);
+                    match ex.header("link").and_then(next_link) {
+                        Some(next) => url = next,
+                        None => break,
+                    }
                 }
+                let all = cx.send(
+                    "GET",
+                    &format!("/v2/{}/tags/list", cx.ns()),
+                    &[],
+                    Vec::new(),
+                )?;
+                let expected: Vec<String> = all
+                    .json()
+                    .and_then(|j| j.get("tags").and_then(|t| t.as_array()).cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect();
+                all.check(collected == expected, format!("following Link: rel=\"next\" MUST visit every tag once, in order (got {collected:?})"))
             }
-            let all = cx.send("GET", &format!("/v2/{}/tags/list", cx.ns()), &[], Vec::new())?;
-            let expected: Vec<String> = all.json().and_then(|j| j.get("tags").and_then(|t| t.as_array()).cloned()).unwrap_or_default().iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
-            all.check(collected == expected, format!("following Link: rel=\"next\" MUST visit every tag once, in order (got {collected:?})"))
-        }),
+        ),
         test!(ContentDiscovery, "discovery/tags-list-n-zero", |cx| {
-            let ex = cx.send("GET", &format!("/v2/{}/tags/list?n=0", cx.ns()), &[], Vec::new())?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/tags/list?n=0", cx.ns()),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[200], "n=0 answers 200")?;
-            let count = ex.json().and_then(|j| j.get("tags").and_then(|t| t.as_array()).map(Vec::len)).unwrap_or(usize::MAX);
-            ex.check(count == 0, "when n is zero, the endpoint MUST return an empty list")?;
-            ex.check(ex.header("link").is_none(), "when n is zero, the response MUST NOT include a Link header")
+            let count = ex
+                .json()
+                .and_then(|j| j.get("tags").and_then(|t| t.as_array()).map(Vec::len))
+                .unwrap_or(usize::MAX);
+            ex.check(
+                count == 0,
+                "when n is zero, the endpoint MUST return an empty list",
+            )?;
+            ex.check(
+                ex.header("link").is_none(),
+                "when n is zero, the response MUST NOT include a Link header",
+            )
         }),
-        test!(ContentDiscovery, "discovery/referrers-subject-header-on-put", |cx| {
-            let subject = subject(cx)?;
-            let (_, ex) = referrer(cx, &subject, "application/vnd.example.sbom", "sbom")?;
-            ex.status_in(&[201], "a manifest with a subject is accepted")?;
-            ex.check(ex.header("oci-subject") == Some(subject.0.as_str()), "a registry supporting referrers MUST answer OCI-Subject: <subject digest>")
-        }),
+        test!(
+            ContentDiscovery,
+            "discovery/referrers-subject-header-on-put",
+            |cx| {
+                let subject = subject(cx)?;
+                let (_, ex) = referrer(cx, &subject, "application/vnd.example.sbom", "sbom")?;
+                ex.status_in(&[201], "a manifest with a subject is accepted")?;
+                ex.check(
+                    ex.header("oci-subject") == Some(subject.0.as_str()),
+                    "a registry supporting referrers MUST answer OCI-Subject: <subject digest>",
+                )
+            }
+        ),
         test!(ContentDiscovery, "discovery/referrers-list", |cx| {
             let subject = subject(cx)?;
             let (sig, put) = referrer(cx, &subject, "application/vnd.example.signature", "sig")?;
             put.status_in(&[201], "setup: pushing a second referrer")?;
-            let ex = cx.send("GET", &format!("/v2/{}/referrers/{}", cx.ns(), subject.0), &[], Vec::new())?;
-            ex.status_in(&[200], "GET /v2/<name>/referrers/<digest> MUST answer 200 (end-12a)")?;
-            ex.check(ex.header("content-type").is_some_and(|c| c.starts_with(OCI_INDEX)), "Content-Type MUST be application/vnd.oci.image.index.v1+json")?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/referrers/{}", cx.ns(), subject.0),
+                &[],
+                Vec::new(),
+            )?;
+            ex.status_in(
+                &[200],
+                "GET /v2/<name>/referrers/<digest> MUST answer 200 (end-12a)",
+            )?;
+            ex.check(
+                ex.header("content-type")
+                    .is_some_and(|c| c.starts_with(OCI_INDEX)),
+                "Content-Type MUST be application/vnd.oci.image.index.v1+json",
+            )?;
             let listed = referrer_digests(&ex);
-            ex.check(listed.iter().any(|(d, t)| d == &sig && t.as_deref() == Some("application/vnd.example.signature")), "each referrer is listed with its artifactType")?;
+            ex.check(
+                listed.iter().any(|(d, t)| {
+                    d == &sig && t.as_deref() == Some("application/vnd.example.signature")
+                }),
+                "each referrer is listed with its artifactType",
+            )?;
             ex.check(listed.len() >= 2, "both referrers are listed")
         }),
-        test!(ContentDiscovery, "discovery/referrers-artifact-type-filter", |cx| {
-            let subject = subject(cx)?;
-            let ex = cx.send("GET", &format!("/v2/{}/referrers/{}?artifactType=application/vnd.example.sbom", cx.ns(), subject.0), &[], Vec::new())?;
-            ex.status_in(&[200], "filtered referrers answer 200 (end-12b)")?;
-            ex.check(ex.header("oci-filters-applied") == Some("artifactType"), "if filtering is applied the response MUST include OCI-Filters-Applied: artifactType")?;
-            let listed = referrer_digests(&ex);
-            ex.check(!listed.is_empty() && listed.iter().all(|(_, t)| t.as_deref() == Some("application/vnd.example.sbom")), "only referrers of that artifactType are listed")
-        }),
-        test!(ContentDiscovery, "discovery/referrers-subject-pushed-later", |cx| {
-            let ns = cx.ns().to_owned();
-            let future = (sha256(format!("a subject not yet pushed {}", cx.config.run_id).as_bytes()), 99);
-            let (digest, ex) = referrer(cx, &future, "application/vnd.example.early", "early")?;
-            ex.status_in(&[201], "a manifest whose subject does not exist yet MUST be accepted")?;
-            let list = cx.send("GET", &format!("/v2/{ns}/referrers/{}", future.0), &[], Vec::new())?;
-            list.status_in(&[200], "referrers of the not-yet-pushed subject answer 200")?;
-            list.check(referrer_digests(&list).iter().any(|(d, _)| d == &digest), "the early referrer is listed")
-        }),
-        test!(ContentDiscovery, "discovery/referrers-unknown-digest-empty", |cx| {
-            let absent = sha256(format!("nothing refers to this {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("GET", &format!("/v2/{}/referrers/{absent}", cx.ns()), &[], Vec::new())?;
-            ex.status_in(&[200], "a registry supporting referrers MUST NOT answer 404; no referrers is an empty index")?;
-            let json = ex.json().unwrap_or_default();
-            ex.check(json.get("manifests").and_then(|m| m.as_array()).is_some_and(Vec::is_empty), "the body is an image index with an empty manifests list")
-        }),
-        test!(ContentDiscovery, "discovery/referrers-invalid-digest-400", |cx| {
-            let ex = cx.send("GET", &format!("/v2/{}/referrers/sha256:not-a-digest", cx.ns()), &[], Vec::new())?;
-            ex.status_in(&[400], "a <digest> with an invalid syntax MUST get 400")
-        }),
+        test!(
+            ContentDiscovery,
+            "discovery/referrers-artifact-type-filter",
+            |cx| {
+                let subject = subject(cx)?;
+                let ex = cx.send(
+                    "GET",
+                    &format!(
+                        "/v2/{}/referrers/{}?artifactType=application/vnd.example.sbom",
+                        cx.ns(),
+                        subject.0
+                    ),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.status_in(&[200], "filtered referrers answer 200 (end-12b)")?;
+                ex.check(ex.header("oci-filters-applied") == Some("artifactType"), "if filtering is applied the response MUST include OCI-Filters-Applied: artifactType")?;
+                let listed = referrer_digests(&ex);
+                ex.check(
+                    !listed.is_empty()
+                        && listed
+                            .iter()
+                            .all(|(_, t)| t.as_deref() == Some("application/vnd.example.sbom")),
+                    "only referrers of that artifactType are listed",
+                )
+            }
+        ),
+        test!(
+            ContentDiscovery,
+            "discovery/referrers-subject-pushed-later",
+            |cx| {
+                let ns = cx.ns().to_owned();
+                let future = (
+                    sha256(format!("a subject not yet pushed {}", cx.config.run_id).as_bytes()),
+                    99,
+                );
+                let (digest, ex) = referrer(cx, &future, "application/vnd.example.early", "early")?;
+                ex.status_in(
+                    &[201],
+                    "a manifest whose subject does not exist yet MUST be accepted",
+                )?;
+                let list = cx.send(
+                    "GET",
+                    &format!("/v2/{ns}/referrers/{}", future.0),
+                    &[],
+                    Vec::new(),
+                )?;
+                list.status_in(&[200], "referrers of the not-yet-pushed subject answer 200")?;
+                list.check(
+                    referrer_digests(&list).iter().any(|(d, _)| d == &digest),
+                    "the early referrer is listed",
+                )
+            }
+        ),
+        test!(
+            ContentDiscovery,
+            "discovery/referrers-unknown-digest-empty",
+            |cx| {
+                let absent =
+                    sha256(format!("nothing refers to this {}", cx.config.run_id).as_bytes());
+                let ex = cx.send(
+                    "GET",
+                    &format!("/v2/{}/referrers/{absent}", cx.ns()),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.status_in(&[200], "a registry supporting referrers MUST NOT answer 404; no referrers is an empty index")?;
+                let json = ex.json().unwrap_or_default();
+                ex.check(
+                    json.get("manifests")
+                        .and_then(|m| m.as_array())
+                        .is_some_and(Vec::is_empty),
+                    "the body is an image index with an empty manifests list",
+                )
+            }
+        ),
+        test!(
+            ContentDiscovery,
+            "discovery/referrers-invalid-digest-400",
+            |cx| {
+                let ex = cx.send(
+                    "GET",
+                    &format!("/v2/{}/referrers/sha256:not-a-digest", cx.ns()),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.status_in(&[400], "a <digest> with an invalid syntax MUST get 400")
+            }
+        ),
     ]
 }
 
@@ -896,55 +1596,148 @@ fn management() -> Vec<Test> {
         test!(ContentManagement, "management/delete-tag", |cx| {
             let ns = cx.ns().to_owned();
             let config = cx.push_empty_config(&ns)?;
-            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], &format!(r#","annotations":{{"run":"{}-deltag"}}"#, cx.config.run_id));
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[],
+                &format!(r#","annotations":{{"run":"{}-deltag"}}"#, cx.config.run_id),
+            );
             let tag = format!("deltag-{}", cx.config.run_id);
-            cx.put_manifest(&ns, &tag, OCI_MANIFEST, manifest.as_bytes())?.status_in(&[201], "setup")?;
-            let ex = cx.send("DELETE", &format!("/v2/{ns}/manifests/{tag}"), &[], Vec::new())?;
+            cx.put_manifest(&ns, &tag, OCI_MANIFEST, manifest.as_bytes())?
+                .status_in(&[201], "setup")?;
+            let ex = cx.send(
+                "DELETE",
+                &format!("/v2/{ns}/manifests/{tag}"),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[202], "deleting a tag MUST answer 202 Accepted (end-9)")?;
             let got = cx.send("GET", &format!("/v2/{ns}/manifests/{tag}"), &[], Vec::new())?;
             got.status_in(&[404], "once deleted, GET of the tag returns 404")?;
-            let by_digest = cx.send("GET", &format!("/v2/{ns}/manifests/{}", sha256(manifest.as_bytes())), &[], Vec::new())?;
+            let by_digest = cx.send(
+                "GET",
+                &format!("/v2/{ns}/manifests/{}", sha256(manifest.as_bytes())),
+                &[],
+                Vec::new(),
+            )?;
             by_digest.status_in(&[200], "deleting a tag leaves the manifest")
         }),
-        test!(ContentManagement, "management/delete-manifest-by-digest", |cx| {
-            let ns = cx.ns().to_owned();
-            let image = cx.push_image("delete-me")?;
-            let ex = cx.send("DELETE", &format!("/v2/{ns}/manifests/{}", image.manifest_digest), &[], Vec::new())?;
-            ex.status_in(&[202], "deleting a manifest MUST answer 202 Accepted (end-9)")?;
-            let got = cx.send("GET", &format!("/v2/{ns}/manifests/{}", image.manifest_digest), &[], Vec::new())?;
-            got.status_in(&[404], "once deleted, GET of the manifest by digest returns 404")?;
-            let by_tag = cx.send("GET", &format!("/v2/{ns}/manifests/{}", image.tag), &[], Vec::new())?;
-            by_tag.status_in(&[404], "once deleted, GET of any tag pointing to that digest returns 404")
-        }),
-        test!(ContentManagement, "management/delete-unknown-manifest-404", |cx| {
-            let absent = sha256(format!("never a manifest {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("DELETE", &format!("/v2/{}/manifests/{absent}", cx.ns()), &[], Vec::new())?;
-            ex.status_in(&[404], "deleting a manifest that does not exist answers 404")
-        }),
+        test!(
+            ContentManagement,
+            "management/delete-manifest-by-digest",
+            |cx| {
+                let ns = cx.ns().to_owned();
+                let image = cx.push_image("delete-me")?;
+                let ex = cx.send(
+                    "DELETE",
+                    &format!("/v2/{ns}/manifests/{}", image.manifest_digest),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.status_in(
+                    &[202],
+                    "deleting a manifest MUST answer 202 Accepted (end-9)",
+                )?;
+                let got = cx.send(
+                    "GET",
+                    &format!("/v2/{ns}/manifests/{}", image.manifest_digest),
+                    &[],
+                    Vec::new(),
+                )?;
+                got.status_in(
+                    &[404],
+                    "once deleted, GET of the manifest by digest returns 404",
+                )?;
+                let by_tag = cx.send(
+                    "GET",
+                    &format!("/v2/{ns}/manifests/{}", image.tag),
+                    &[],
+                    Vec::new(),
+                )?;
+                by_tag.status_in(
+                    &[404],
+                    "once deleted, GET of any tag pointing to that digest returns 404",
+                )
+            }
+        ),
+        test!(
+            ContentManagement,
+            "management/delete-unknown-manifest-404",
+            |cx| {
+                let absent = sha256(format!("never a manifest {}", cx.config.run_id).as_bytes());
+                let ex = cx.send(
+                    "DELETE",
+                    &format!("/v2/{}/manifests/{absent}", cx.ns()),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.status_in(
+                    &[404],
+                    "deleting a manifest that does not exist answers 404",
+                )
+            }
+        ),
         test!(ContentManagement, "management/delete-blob", |cx| {
             let ns = cx.ns().to_owned();
             let blob = cx.bytes("delete-blob", 321);
             let digest = cx.push_blob(&ns, &blob)?;
-            let ex = cx.send("DELETE", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
+            let ex = cx.send(
+                "DELETE",
+                &format!("/v2/{ns}/blobs/{digest}"),
+                &[],
+                Vec::new(),
+            )?;
             ex.status_in(&[202], "deleting a blob MUST answer 202 Accepted (end-10)")?;
             let got = cx.send("GET", &format!("/v2/{ns}/blobs/{digest}"), &[], Vec::new())?;
             got.status_in(&[404], "a deleted blob is no longer readable")?;
             got.error_code("BLOB_UNKNOWN")
         }),
-        test!(ContentManagement, "management/delete-unknown-blob-404", |cx| {
-            let absent = sha256(format!("never a blob {}", cx.config.run_id).as_bytes());
-            let ex = cx.send("DELETE", &format!("/v2/{}/blobs/{absent}", cx.ns()), &[], Vec::new())?;
-            ex.status_in(&[404], "if the blob is not found, a 404 MUST be returned (end-10)")?;
-            ex.error_code("BLOB_UNKNOWN")
-        }),
-        test!(ContentManagement, "management/referrers-updated-after-delete", |cx| {
-            let subject = subject(cx)?;
-            let (digest, put) = referrer(cx, &subject, "application/vnd.example.doomed", "doomed")?;
-            put.status_in(&[201], "setup: a referrer to delete")?;
-            cx.send("DELETE", &format!("/v2/{}/manifests/{digest}", cx.ns()), &[], Vec::new())?.status_in(&[202], "deleting the referrer")?;
-            let ex = cx.send("GET", &format!("/v2/{}/referrers/{}", cx.ns(), subject.0), &[], Vec::new())?;
-            ex.check(!referrer_digests(&ex).iter().any(|(d, _)| d == &digest), "a deleted manifest is no longer listed as a referrer")
-        }),
+        test!(
+            ContentManagement,
+            "management/delete-unknown-blob-404",
+            |cx| {
+                let absent = sha256(format!("never a blob {}", cx.config.run_id).as_bytes());
+                let ex = cx.send(
+                    "DELETE",
+                    &format!("/v2/{}/blobs/{absent}", cx.ns()),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.status_in(
+                    &[404],
+                    "if the blob is not found, a 404 MUST be returned (end-10)",
+                )?;
+                ex.error_code("BLOB_UNKNOWN")
+            }
+        ),
+        test!(
+            ContentManagement,
+            "management/referrers-updated-after-delete",
+            |cx| {
+                let subject = subject(cx)?;
+                let (digest, put) =
+                    referrer(cx, &subject, "application/vnd.example.doomed", "doomed")?;
+                put.status_in(&[201], "setup: a referrer to delete")?;
+                cx.send(
+                    "DELETE",
+                    &format!("/v2/{}/manifests/{digest}", cx.ns()),
+                    &[],
+                    Vec::new(),
+                )?
+                .status_in(&[202], "deleting the referrer")?;
+                let ex = cx.send(
+                    "GET",
+                    &format!("/v2/{}/referrers/{}", cx.ns(), subject.0),
+                    &[],
+                    Vec::new(),
+                )?;
+                ex.check(
+                    !referrer_digests(&ex).iter().any(|(d, _)| d == &digest),
+                    "a deleted manifest is no longer listed as a referrer",
+                )
+            }
+        ),
     ]
 }
 
@@ -954,8 +1747,14 @@ mod tests {
 
     #[test]
     fn link_headers_give_the_next_url() {
-        assert_eq!(next_link(r#"</v2/a/tags/list?n=1&last=b>; rel="next""#).as_deref(), Some("/v2/a/tags/list?n=1&last=b"));
-        assert_eq!(next_link(r#"<https://x/a>; rel="prev", <https://x/b>; rel="next""#).as_deref(), Some("https://x/b"));
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=1&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=1&last=b")
+        );
+        assert_eq!(
+            next_link(r#"<https://x/a>; rel="prev", <https://x/b>; rel="next""#).as_deref(),
+            Some("https://x/b")
+        );
         assert_eq!(next_link("<x>; rel=\"prev\""), None);
     }
 }

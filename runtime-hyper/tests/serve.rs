@@ -1,0 +1,320 @@
+//! The real `berth` binary on an ephemeral loopback port, against each storage backend.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_conformance::{Config, Credentials, HttpTransport, Status, Workflow};
+use sha2::{Digest, Sha256};
+
+const MIB: usize = 1024 * 1024;
+
+/// A running `berth serve`, killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(storage: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--storage",
+                storage,
+                "--part-size",
+                "5242880",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("berth starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("berth prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn conformance(server: &Server, label: &str) {
+    let config = Config {
+        namespace: format!("conformance/{label}"),
+        crossmount_namespace: format!("conformance/{label}-mount"),
+        credentials: Credentials::default(),
+        workflows: Workflow::ALL.to_vec(),
+        run_id: label.into(),
+        expected_failures: Default::default(),
+    };
+    let transport = HttpTransport::new(&server.url());
+    let report = berth_conformance::run(&config, &transport, &server.url(), |_| {});
+    let failures: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| r.status != Status::Passed)
+        .map(|r| format!("{}: {:?}", r.name, r.status))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}\n{}",
+        report.summary(),
+        failures.join("\n")
+    );
+    println!("berth serve --storage {label}: {}", report.summary());
+}
+
+#[test]
+fn conformance_against_memory_storage() {
+    let server = Server::start("memory");
+    conformance(&server, "memory");
+}
+
+#[test]
+fn conformance_against_directory_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path().to_str().unwrap());
+    conformance(&server, "directory");
+}
+
+fn content(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns status, headers (lowercased) and body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    read_response(stream)
+}
+
+fn read_response(stream: TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body).unwrap();
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn a_chunked_transfer_encoded_patch_streams_into_parts_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path().to_str().unwrap());
+    let blob = content(12 * MIB + 333);
+    let (status, headers, _) = http(server.addr, "POST", "/v2/big/blobs/uploads/", &[], b"");
+    assert_eq!(status, 202);
+    let location = header(&headers, "location").unwrap().to_owned();
+    // No Content-Length: the body arrives in HTTP/1.1 chunks of odd sizes.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(stream, "PATCH {location} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
+    for piece in blob.chunks(1_000_003) {
+        write!(stream, "{:x}\r\n", piece.len()).unwrap();
+        stream.write_all(piece).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let (status, headers, body) = read_response(stream);
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        header(&headers, "range"),
+        Some(format!("0-{}", blob.len() - 1).as_str())
+    );
+    let d = digest(&blob);
+    let (status, _, _) = http(
+        server.addr,
+        "PUT",
+        &format!("{location}?digest={d}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 201);
+    let (status, headers, body) = http(server.addr, "GET", &format!("/v2/big/blobs/{d}"), &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-length"),
+        Some(blob.len().to_string().as_str())
+    );
+    assert!(body == blob, "pulled bytes differ");
+    let (status, _, body) = http(
+        server.addr,
+        "GET",
+        &format!("/v2/big/blobs/{d}"),
+        &[("range", "bytes=5242870-5242889")],
+        b"",
+    );
+    assert_eq!(status, 206);
+    assert_eq!(body, &blob[5_242_870..5_242_890]);
+}
+
+#[test]
+fn a_server_killed_mid_push_restarts_with_nothing_half_written_readable_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap().to_owned();
+    let mut server = Server::start(&storage);
+    let blob = content(13 * MIB);
+    let d = digest(&blob);
+    let (_, headers, _) = http(server.addr, "POST", "/v2/crash/blobs/uploads/", &[], b"");
+    let location = header(&headers, "location").unwrap().to_owned();
+
+    // Announce the whole blob but send only 11 MiB of it, then wait until the server has
+    // checkpointed two full 5 MiB parts.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "PATCH {location} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        blob.len()
+    )
+    .unwrap();
+    stream.write_all(&blob[..11 * MIB]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, headers, _) = http(server.addr, "GET", &location, &[], b"");
+        if header(&headers, "range") == Some(format!("0-{}", 10 * MIB - 1).as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never checkpointed the first two parts"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    drop(stream);
+
+    let server = Server::start(&storage);
+    let (status, _, _) = http(
+        server.addr,
+        "GET",
+        &format!("/v2/crash/blobs/{d}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 404, "nothing half-written is readable");
+    let (status, headers, _) = http(server.addr, "GET", &location, &[], b"");
+    assert_eq!(status, 204, "the upload survives the crash");
+    assert_eq!(
+        header(&headers, "range"),
+        Some(format!("0-{}", 10 * MIB - 1).as_str())
+    );
+    let range = format!("{}-{}", 10 * MIB, blob.len() - 1);
+    let (status, _, _) = http(
+        server.addr,
+        "PATCH",
+        &location,
+        &[("content-range", &range)],
+        &blob[10 * MIB..],
+    );
+    assert_eq!(status, 202);
+    let (status, _, _) = http(
+        server.addr,
+        "PUT",
+        &format!("{location}?digest={d}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 201);
+    let (status, _, body) = http(
+        server.addr,
+        "GET",
+        &format!("/v2/crash/blobs/{d}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(body == blob, "resumed blob differs");
+    // Nothing of the interrupted request is left in the temporary area.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn a_public_address_without_authentication_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--storage", "memory"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--allow-unauthenticated-public"));
+}
