@@ -611,7 +611,7 @@ fn pull() -> Vec<Test> {
 fn push() -> Vec<Test> {
     vec![
         test!(Push, "push/upload-start-202-location", |cx| {
-            let (ex, _) = cx.start_upload(&cx.ns().to_owned(), "")?;
+            let (ex, _) = cx.start_upload(cx.ns(), "")?;
             ex.status_in(&[202], "POST starts an upload session with 202 Accepted")
         }),
         test!(Push, "push/monolithic-single-post", |cx| {
@@ -1137,7 +1137,7 @@ fn push() -> Vec<Test> {
         }),
         test!(Push, "push/manifest-invalid-json-400", |cx| {
             let ex = cx.put_manifest(
-                &cx.ns().to_owned(),
+                cx.ns(),
                 &format!("bad-{}", cx.config.run_id),
                 OCI_MANIFEST,
                 b"{\"schemaVersion\": 2, oops",
