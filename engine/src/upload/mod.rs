@@ -12,10 +12,14 @@
 //!   (invariant 1).
 //!
 //! Races: every state change is a compare-and-swap on the record's etag. A writer *claims* the
-//! upload before its first part (recording itself as `writer`); parts are numbered from the
-//! record, and a writer taking over from one that never finished skips a part number, so the
-//! old writer's late part is never listed. Tails and single-put data live under keys of their
-//! own writer. The loser of any race gets 416 and writes nothing that is referenced.
+//! upload before its first part (recording itself as `writer`), so of two requests that start
+//! together only one uploads parts; the loser gets 416 and writes nothing that is referenced.
+//! Parts are numbered densely from the record (S3 APIs such as `object_store` number parts by
+//! position). A request that takes over from one that died re-uploads the next part under the
+//! same number; should the dead request's copy of that part still land afterwards, its etag no
+//! longer matches the one recorded and the backend refuses to complete the upload (S3 and R2
+//! check every listed part's etag), so the blob is never published from mixed bytes. Tails and
+//! single-put data live under keys of their own writer.
 
 pub mod state;
 
@@ -363,11 +367,6 @@ fn grow_within_part(buffer: &mut Vec<u8>, extra: usize, part_size: usize) {
 async fn claim(cx: &Cx, name: &str, session: &mut Session, writer: &mut Writer) -> Result<()> {
     if writer.claimed {
         return Ok(());
-    }
-    // A previous writer that never released its claim may still be uploading its next part:
-    // leave that part number to it, unlisted.
-    if session.state.writer.is_some() {
-        session.state.next_part_number += 1;
     }
     session.state.writer = Some(writer.token.clone());
     let mut created = None;

@@ -42,9 +42,7 @@ pub struct UploadState {
     pub multipart: Option<MultipartRecord>,
     /// Full parts, in order, each exactly `part_size` bytes.
     pub parts: Vec<CompletedPart>,
-    /// Part number the current writer uses next. Numbers only grow; a writer that takes over
-    /// from one that did not finish skips one, so a late part from the old writer can never
-    /// replace a part of the new one.
+    /// Part number of the next full part: always `parts.len() + 1`.
     pub next_part_number: u32,
     pub tail: Option<TailRecord>,
     /// The writer (a request) that is uploading parts now, if one is.
