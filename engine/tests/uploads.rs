@@ -302,16 +302,16 @@ fn a_late_part_from_a_replaced_request_prevents_publication_instead_of_mixing_by
     // request that was taken over might still deliver it.
     let mut landed = false;
     d.intercept(move |effect, store| {
-        if let Effect::CompleteMultipart { key, upload_id, .. } = effect {
-            if !landed {
-                landed = true;
-                store.execute(Effect::UploadPart {
-                    key: key.clone(),
-                    upload_id: upload_id.clone(),
-                    part_number: 1,
-                    body: vec![0u8; 5 * MIB].into(),
-                });
-            }
+        if let Effect::CompleteMultipart { key, upload_id, .. } = effect
+            && !landed
+        {
+            landed = true;
+            store.execute(Effect::UploadPart {
+                key: key.clone(),
+                upload_id: upload_id.clone(),
+                part_number: 1,
+                body: vec![0u8; 5 * MIB].into(),
+            });
         }
         None
     });
