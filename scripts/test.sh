@@ -17,7 +17,11 @@ step "engine builds for wasm32-unknown-unknown"
 rustup target add wasm32-unknown-unknown
 cargo build -p berth-engine --target wasm32-unknown-unknown
 
-step "tests"
+step "S3 server for the storage tests (s3s-fs from crates.io)"
+scripts/s3-server.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step "tests (unit, snapshots, properties, fuzz corpora, conformance in process and against berth serve on memory, directory and S3)"
 cargo test --workspace --exclude berth-worker
 
 step "fuzz smoke (every target, bounded time)"

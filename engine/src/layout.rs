@@ -15,7 +15,7 @@
 //! repositories/<name>/_layers/<alg>/<hex>          blob link: a copy of the blob pointer
 //! repositories/<name>/_manifests/<alg>/<hex>       manifest: "<media type>\n" + exact bytes
 //! repositories/<name>/_tags/<tag>                  tag: the manifest digest it points to
-//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>
+//! repositories/<name>/_refs/<alg>/<hex>/<alg>-<hex>
 //!                                                  referrer descriptor (JSON) of the manifest
 //!                                                  <alg>-<hex> whose subject is <alg>:<hex>
 //! ```
@@ -32,6 +32,8 @@
 //! - Repository names, tags and digests are validated before they reach a key (see
 //!   [`crate::names`]); no name component may start with `_`, so names never collide with
 //!   berth's own keys, and `..` or `%` never reach storage.
+//! - Keys stay short: S3 and R2 allow 1024 bytes, but some S3 servers keep per-object files
+//!   named after the whole key (s3s-fs, used in CI, fails above about 167 bytes).
 //! - Keys sort in byte order within a prefix, which is the order the spec wants for tags
 //!   (Go's `sort.Strings`) and the order `_catalog` pages in.
 
@@ -95,7 +97,7 @@ pub(crate) fn tag(name: &str, tag: &str) -> String {
 
 pub(crate) fn referrers_prefix(name: &str, subject: &Digest) -> String {
     format!(
-        "repositories/{name}/_referrers/{}/{}/",
+        "repositories/{name}/_refs/{}/{}/",
         subject.algorithm(),
         subject.hex()
     )

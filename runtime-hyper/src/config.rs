@@ -17,10 +17,21 @@ pub struct Settings {
     /// address is printed as `listening on ADDR`.
     #[arg(long, env = "BERTH_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Where blobs and manifests are stored: a directory path, or `memory` [default:
-    /// ./berth-data].
+    /// Where blobs and manifests are stored: a directory path, `memory`, or
+    /// `s3://bucket[/prefix]` for R2 or any S3 API [default: ./berth-data].
     #[arg(long, env = "BERTH_STORAGE")]
     pub storage: Option<String>,
+    /// S3 endpoint URL, e.g. `https://<account>.r2.cloudflarestorage.com` (else
+    /// `AWS_ENDPOINT_URL`, else AWS). Credentials come from `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "BERTH_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (else `AWS_REGION`; R2 uses `auto`).
+    #[arg(long, env = "BERTH_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint (a local S3 server).
+    #[arg(long, env = "BERTH_S3_ALLOW_HTTP")]
+    pub s3_allow_http: bool,
     /// Multipart part size in bytes (5 MiB to 5 GiB) [default: 16777216]. Memory per
     /// in-flight upload is one part; the largest blob is 10,000 parts.
     #[arg(long, env = "BERTH_PART_SIZE")]
@@ -71,6 +82,9 @@ pub enum LogFormat {
 struct FileSettings {
     listen: Option<SocketAddr>,
     storage: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_allow_http: Option<bool>,
     part_size: Option<u64>,
     max_manifest_size: Option<usize>,
     upload_expiry_secs: Option<u64>,
@@ -88,6 +102,7 @@ struct FileSettings {
 pub struct Resolved {
     pub listen: SocketAddr,
     pub storage: String,
+    pub s3: crate::storage::s3::S3Options,
     pub engine: berth_engine::Config,
     pub maintenance_interval_secs: u64,
     pub header_timeout_secs: u64,
@@ -139,6 +154,13 @@ impl Settings {
                 .clone()
                 .or(file.storage)
                 .unwrap_or_else(|| "./berth-data".into()),
+            s3: crate::storage::s3::S3Options {
+                endpoint: self.s3_endpoint.clone().or(file.s3_endpoint),
+                region: self.s3_region.clone().or(file.s3_region),
+                access_key_id: None,
+                secret_access_key: None,
+                allow_http: self.s3_allow_http || file.s3_allow_http.unwrap_or(false),
+            },
             engine,
             maintenance_interval_secs: self
                 .maintenance_interval_secs

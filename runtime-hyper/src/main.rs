@@ -47,11 +47,12 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn build(settings: &Settings) -> Result<(Resolved, Arc<Server>), String> {
+async fn build(settings: &Settings) -> Result<(Resolved, Arc<Server>), String> {
     let resolved = settings.resolve()?;
     let registry =
         berth_engine::Registry::new(resolved.engine.clone()).map_err(|e| e.to_string())?;
-    let backend = Backend::open(&resolved.storage)
+    let backend = Backend::open(&resolved.storage, &resolved.s3)
+        .await
         .map_err(|e| format!("storage {}: {e}", resolved.storage))?;
     Ok((resolved, Arc::new(Server { registry, backend })))
 }
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(settings) => serve(settings).await,
             Command::Maintain(settings) => {
-                let (resolved, server) = build(&settings)?;
+                let (resolved, server) = build(&settings).await?;
                 init_logging(resolved.log_format);
                 let (status, summary) = server.maintain().await;
                 println!("{summary}");
@@ -94,7 +95,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
-    let (resolved, server) = build(&settings)?;
+    let (resolved, server) = build(&settings).await?;
     init_logging(resolved.log_format);
     if !resolved.listen.ip().is_loopback() && !resolved.allow_unauthenticated_public {
         return Err(format!(

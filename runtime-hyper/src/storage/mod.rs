@@ -3,6 +3,7 @@
 
 pub mod directory;
 pub mod memory;
+pub mod s3;
 
 use std::io;
 
@@ -17,19 +18,17 @@ pub type ObjectStream = BoxStream<'static, io::Result<Bytes>>;
 pub enum Backend {
     Memory(memory::MemoryBackend),
     Directory(directory::DirectoryBackend),
+    S3(s3::S3Backend),
 }
 
 impl Backend {
-    /// Parses `--storage`: `memory`, or a directory path.
-    pub fn open(spec: &str) -> io::Result<Backend> {
+    /// Opens `--storage`: `memory`, `s3://bucket[/prefix]`, or a directory path.
+    pub async fn open(spec: &str, s3_options: &s3::S3Options) -> io::Result<Backend> {
         if spec == "memory" {
             return Ok(Backend::Memory(memory::MemoryBackend::default()));
         }
         if spec.starts_with("s3://") {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the S3/R2 backend is not built yet; use a directory or `memory`",
-            ));
+            return Ok(Backend::S3(s3::S3Backend::open(spec, s3_options).await?));
         }
         Ok(Backend::Directory(directory::DirectoryBackend::open(
             spec.as_ref(),
@@ -40,6 +39,7 @@ impl Backend {
         match self {
             Backend::Memory(_) => "memory".into(),
             Backend::Directory(d) => format!("directory {}", d.root().display()),
+            Backend::S3(s) => s.describe(),
         }
     }
 
@@ -48,6 +48,7 @@ impl Backend {
         match self {
             Backend::Memory(m) => m.execute(effect),
             Backend::Directory(d) => d.execute(effect).await,
+            Backend::S3(s) => s.execute(effect).await,
         }
     }
 
@@ -60,6 +61,7 @@ impl Backend {
         match self {
             Backend::Memory(m) => m.open_stream(key, range),
             Backend::Directory(d) => d.open_stream(key, range).await,
+            Backend::S3(s) => s.open_stream(key, range).await,
         }
     }
 }

@@ -1,0 +1,410 @@
+//! `--storage s3://bucket[/prefix]`: R2 or any S3 API, through `object_store`'s S3 client.
+//!
+//! Why `object_store`: a well-kept S3 client (signing, retries, streaming) with exactly the
+//! primitives the engine's effects need: conditional puts (`PutMode::Create` is
+//! `If-None-Match: *`, `PutMode::Update` is `If-Match`), multipart uploads addressed by id
+//! (`MultipartStore`, so any replica can continue an upload), ranged and streamed gets, and
+//! listing with an offset (S3's `start-after`) or a delimiter. It numbers parts by position,
+//! which the engine's dense part numbering matches.
+
+use std::io;
+use std::sync::Arc;
+
+use berth_engine::{ByteRange, CompletedPart, Condition, Effect, Listing, ObjectMeta, Outcome};
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
+};
+
+use super::ObjectStream;
+
+/// Where and how to reach the bucket; unset fields come from the usual AWS environment
+/// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`).
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow `http://` endpoints (local S3 servers).
+    pub allow_http: bool,
+}
+
+pub struct S3Backend {
+    store: Arc<AmazonS3>,
+    /// Key prefix inside the bucket, empty or ending with `/`.
+    prefix: String,
+    bucket: String,
+}
+
+fn failed(context: &str, error: impl std::fmt::Display) -> Outcome {
+    Outcome::Failed(format!("{context}: {error}"))
+}
+
+impl S3Backend {
+    /// Connects to `s3://bucket[/prefix]` and checks that the bucket enforces conditional
+    /// writes; the engine's race safety depends on them.
+    pub async fn open(spec: &str, options: &S3Options) -> io::Result<S3Backend> {
+        let rest = spec
+            .strip_prefix("s3://")
+            .ok_or_else(|| io::Error::other("not an s3:// URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(io::Error::other("s3:// URL names no bucket"));
+        }
+        let prefix = match prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_allow_http(options.allow_http);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &options.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &options.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &options.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let store = builder.build().map_err(io::Error::other)?;
+        let backend = S3Backend {
+            store: Arc::new(store),
+            prefix,
+            bucket: bucket.to_owned(),
+        };
+        backend.probe_conditional_writes().await?;
+        Ok(backend)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    fn path(&self, key: &str) -> Result<Path, String> {
+        Path::parse(format!("{}{key}", self.prefix))
+            .map_err(|e| format!("invalid key {key:?}: {e}"))
+    }
+
+    fn key_of(&self, path: &Path) -> String {
+        let full = path.as_ref();
+        full.strip_prefix(&self.prefix).unwrap_or(full).to_owned()
+    }
+
+    async fn probe_conditional_writes(&self) -> io::Result<()> {
+        let path = self
+            .path("_probe/conditional-writes")
+            .map_err(io::Error::other)?;
+        let refuse = |what: &str| {
+            io::Error::other(format!(
+                "the bucket does not enforce {what}; berth's upload safety depends on conditional writes, so it will not start"
+            ))
+        };
+        let _ = self.store.delete(&path).await;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&path, PutPayload::from_static(b"1"), create.clone())
+            .await
+            .map_err(|e| io::Error::other(format!("probe write failed: {e}")))?;
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"2"), create)
+            .await
+        {
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            _ => return Err(refuse("If-None-Match: * (create-only puts)")),
+        }
+        let stale = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: Some("\"not-the-current-etag\"".into()),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"3"), stale)
+            .await
+        {
+            Err(object_store::Error::Precondition { .. }) => {}
+            _ => return Err(refuse("If-Match (compare-and-swap puts)")),
+        }
+        let _ = self.store.delete(&path).await;
+        Ok(())
+    }
+
+    pub async fn execute(&self, effect: Effect) -> Outcome {
+        match effect {
+            Effect::Head { key } => {
+                let path = match self.path(&key) {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::Failed(e),
+                };
+                match self.store.head(&path).await {
+                    Ok(meta) => Outcome::Found(ObjectMeta {
+                        size: meta.size,
+                        etag: meta.e_tag.unwrap_or_default(),
+                    }),
+                    Err(object_store::Error::NotFound { .. }) => Outcome::NotFound,
+                    Err(e) => failed(&key, e),
+                }
+            }
+            Effect::Get { key, range } => self.get(&key, range).await,
+            Effect::Put {
+                key,
+                body,
+                condition,
+            } => {
+                let path = match self.path(&key) {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::Failed(e),
+                };
+                let mode = match condition {
+                    Condition::None => PutMode::Overwrite,
+                    Condition::IfNoneMatch => PutMode::Create,
+                    Condition::IfMatch(etag) => PutMode::Update(UpdateVersion {
+                        e_tag: Some(etag),
+                        version: None,
+                    }),
+                };
+                match self
+                    .store
+                    .put_opts(
+                        &path,
+                        PutPayload::from(body),
+                        PutOptions {
+                            mode,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                {
+                    Ok(result) => Outcome::Stored {
+                        etag: result.e_tag.unwrap_or_default(),
+                    },
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. },
+                    ) => Outcome::PreconditionFailed,
+                    // If-Match on a key that is gone is a failed precondition, as on S3.
+                    Err(object_store::Error::NotFound { .. }) => Outcome::PreconditionFailed,
+                    Err(e) => failed(&key, e),
+                }
+            }
+            Effect::Delete { key } => match self.path(&key) {
+                Err(e) => Outcome::Failed(e),
+                Ok(path) => match self.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Outcome::Deleted,
+                    Err(e) => failed(&key, e),
+                },
+            },
+            Effect::List {
+                prefix,
+                start_after,
+                limit,
+                delimiter,
+            } => self
+                .list(&prefix, start_after.as_deref(), limit, delimiter)
+                .await
+                .unwrap_or_else(Outcome::Failed),
+            Effect::CreateMultipart { key, part_size: _ } => match self.path(&key) {
+                Err(e) => Outcome::Failed(e),
+                Ok(path) => match self.store.create_multipart(&path).await {
+                    Ok(upload_id) => Outcome::MultipartCreated { upload_id },
+                    Err(e) => failed(&key, e),
+                },
+            },
+            Effect::UploadPart {
+                key,
+                upload_id,
+                part_number,
+                body,
+            } => {
+                let path = match self.path(&key) {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::Failed(e),
+                };
+                let Some(index) = (part_number as usize).checked_sub(1) else {
+                    return Outcome::Failed("part numbers start at 1".into());
+                };
+                match self
+                    .store
+                    .put_part(&path, &upload_id, index, PutPayload::from(body))
+                    .await
+                {
+                    Ok(part) => Outcome::PartUploaded {
+                        etag: part.content_id,
+                    },
+                    Err(object_store::Error::NotFound { .. }) => Outcome::NotFound,
+                    Err(e) => failed(&key, e),
+                }
+            }
+            Effect::CompleteMultipart {
+                key,
+                upload_id,
+                parts,
+            } => self.complete(&key, &upload_id, parts).await,
+            Effect::AbortMultipart { key, upload_id } => match self.path(&key) {
+                Err(e) => Outcome::Failed(e),
+                Ok(path) => match self.store.abort_multipart(&path, &upload_id).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Outcome::Deleted,
+                    Err(e) => failed(&key, e),
+                },
+            },
+            Effect::ReadBody => Outcome::Failed("storage does not read request bodies".into()),
+            _ => Outcome::Failed("effect not supported by the S3 backend".into()),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Outcome {
+        let path = match self.path(key) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let options = GetOptions {
+            range: range.map(|r| GetRange::Bounded(r.first..r.last + 1)),
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&path, options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Outcome::NotFound,
+            Err(e) => return failed(key, e),
+        };
+        let meta = ObjectMeta {
+            size: result.meta.size,
+            etag: result.meta.e_tag.clone().unwrap_or_default(),
+        };
+        match result.bytes().await {
+            Ok(bytes) => Outcome::Object { meta, bytes },
+            Err(e) => failed(key, e),
+        }
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        delimiter: Option<char>,
+    ) -> Result<Outcome, String> {
+        let dir = prefix.trim_end_matches('/');
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            return Err(format!("list prefixes must end with '/': {prefix:?}"));
+        }
+        let dir_path = if dir.is_empty() && self.prefix.is_empty() {
+            None
+        } else {
+            Some(self.path(dir)?)
+        };
+        let mut listing = Listing::default();
+        if let Some(d) = delimiter {
+            if d != '/' {
+                return Err("only '/' is supported as a delimiter".into());
+            }
+            let result = self
+                .store
+                .list_with_delimiter(dir_path.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut entries: Vec<(String, bool)> = result
+                .objects
+                .iter()
+                .map(|o| (self.key_of(&o.location), false))
+                .chain(
+                    result
+                        .common_prefixes
+                        .iter()
+                        .map(|p| (format!("{}/", self.key_of(p)), true)),
+                )
+                .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a))
+                .collect();
+            entries.sort();
+            listing.truncated = entries.len() > limit;
+            for (key, is_prefix) in entries.into_iter().take(limit) {
+                if is_prefix {
+                    listing.common_prefixes.push(key)
+                } else {
+                    listing.keys.push(key)
+                }
+            }
+            return Ok(Outcome::Listed(listing));
+        }
+        let stream = match start_after.filter(|a| *a >= prefix) {
+            Some(after) => self
+                .store
+                .list_with_offset(dir_path.as_ref(), &self.path(after)?),
+            None => self.store.list(dir_path.as_ref()),
+        };
+        let mut keys: Vec<String> = stream
+            .take(limit + 1)
+            .map_ok(|meta| self.key_of(&meta.location))
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.sort();
+        listing.truncated = keys.len() > limit;
+        keys.truncate(limit);
+        listing.keys = keys;
+        Ok(Outcome::Listed(listing))
+    }
+
+    async fn complete(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> Outcome {
+        let path = match self.path(key) {
+            Ok(p) => p,
+            Err(e) => return Outcome::Failed(e),
+        };
+        if parts
+            .iter()
+            .enumerate()
+            .any(|(i, p)| p.part_number as usize != i + 1)
+        {
+            return Outcome::Failed(
+                "S3 uploads are completed with parts numbered 1, 2, 3, …".into(),
+            );
+        }
+        let ids = parts
+            .into_iter()
+            .map(|p| PartId { content_id: p.etag })
+            .collect();
+        match self
+            .store
+            .complete_multipart(&path, &upload_id.to_owned(), ids)
+            .await
+        {
+            Ok(result) => Outcome::Stored {
+                etag: result.e_tag.unwrap_or_default(),
+            },
+            Err(object_store::Error::NotFound { .. }) => Outcome::NotFound,
+            Err(e) => failed(key, e),
+        }
+    }
+
+    pub async fn open_stream(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> io::Result<ObjectStream> {
+        let path = self.path(key).map_err(io::Error::other)?;
+        let options = GetOptions {
+            range: range.map(|r| GetRange::Bounded(r.first..r.last + 1)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&path, options)
+            .await
+            .map_err(io::Error::other)?;
+        Ok(result.into_stream().map_err(io::Error::other).boxed())
+    }
+}
