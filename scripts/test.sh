@@ -24,6 +24,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step "tests (unit, snapshots, properties, fuzz corpora, conformance in process and against berth serve on memory, directory and S3)"
 cargo test --workspace --exclude berth-worker
 
+step "a real client: skopeo pushes and pulls through berth serve, byte-exact"
+scripts/skopeo-roundtrip.sh
+
 step "fuzz smoke (every target, bounded time)"
 scripts/fuzz-smoke.sh "${BERTH_FUZZ_SECONDS:-20}"
 
