@@ -59,6 +59,18 @@ pub struct Settings {
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT [default: 30].
     #[arg(long, env = "BERTH_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN). Needs --tls-key.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (off unless set), e.g. 127.0.0.1:9090.
+    #[arg(long, env = "BERTH_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Path of the metrics endpoint [default: /metrics].
+    #[arg(long, env = "BERTH_METRICS_PATH")]
+    pub metrics_path: Option<String>,
     /// Log format [default: text]. Levels follow `RUST_LOG` (default `info`).
     #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -95,6 +107,10 @@ struct FileSettings {
     shutdown_grace_secs: Option<u64>,
     log_format: Option<LogFormat>,
     allow_unauthenticated_public: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_path: Option<String>,
 }
 
 /// Settings with every default applied.
@@ -110,6 +126,9 @@ pub struct Resolved {
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
     pub allow_unauthenticated_public: bool,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_path: String,
 }
 
 impl Settings {
@@ -154,6 +173,24 @@ impl Settings {
                 .clone()
                 .or(file.storage)
                 .unwrap_or_else(|| "./berth-data".into()),
+            tls: match (
+                self.tls_cert.clone().or(file.tls_cert),
+                self.tls_key.clone().or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => {
+                    return Err(
+                        "TLS needs both a certificate (tls_cert) and a key (tls_key)".into(),
+                    );
+                }
+            },
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            metrics_path: self
+                .metrics_path
+                .clone()
+                .or(file.metrics_path)
+                .unwrap_or_else(|| "/metrics".into()),
             s3: crate::storage::s3::S3Options {
                 endpoint: self.s3_endpoint.clone().or(file.s3_endpoint),
                 region: self.s3_region.clone().or(file.s3_region),

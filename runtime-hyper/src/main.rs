@@ -2,8 +2,10 @@
 //! against a local directory (default), memory, or an object store; it holds no OCI logic.
 
 mod config;
+mod metrics;
 mod server;
 mod storage;
+mod tls;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -54,7 +56,14 @@ async fn build(settings: &Settings) -> Result<(Resolved, Arc<Server>), String> {
     let backend = Backend::open(&resolved.storage, &resolved.s3)
         .await
         .map_err(|e| format!("storage {}: {e}", resolved.storage))?;
-    Ok((resolved, Arc::new(Server { registry, backend })))
+    Ok((
+        resolved,
+        Arc::new(Server {
+            registry,
+            backend,
+            metrics: Arc::default(),
+        }),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -111,6 +120,21 @@ async fn serve(settings: Settings) -> Result<(), String> {
     tracing::info!(storage = server.backend.describe(), "berth serving");
     // Tests and scripts read the bound address from this line.
     println!("listening on {local}");
+    let tls = match &resolved.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    if let Some(addr) = resolved.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("metrics listen on {addr}: {e}"))?;
+        tracing::info!(%addr, path = resolved.metrics_path, "serving metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            resolved.metrics_path.clone(),
+            server.metrics.clone(),
+        ));
+    }
     tokio::spawn(server::maintenance_loop(
         server.clone(),
         Duration::from_secs(resolved.maintenance_interval_secs),
@@ -141,13 +165,33 @@ async fn serve(settings: Settings) -> Result<(), String> {
                 };
                 let server = server.clone();
                 let service = hyper::service::service_fn(move |request| server.clone().handle(request));
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!("connection ended: {e}");
+                match &tls {
+                    None => {
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let connection = graceful.watch(connection.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, bounded like a header read.
+                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        let timeout = Duration::from_secs(resolved.header_timeout_secs);
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+                                Err(_) => return tracing::debug!("TLS handshake timed out"),
+                            };
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

@@ -20,6 +20,7 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, io::Error>;
 pub struct Server {
     pub registry: Registry,
     pub backend: Backend,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn now() -> UnixTime {
@@ -92,11 +93,7 @@ async fn drive(
                 if let Outcome::Failed(reason) = &outcome {
                     tracing::warn!(operation, reason, "storage operation failed");
                 }
-                tracing::trace!(
-                    operation,
-                    micros = started.elapsed().as_micros() as u64,
-                    "storage"
-                );
+                server.metrics.observe_storage(operation, started.elapsed());
                 report(&mut transaction, id, outcome);
             }
             Next::Respond(r) => response = Some(r),
@@ -133,6 +130,9 @@ impl Server {
         let (parts, incoming) = request.into_parts();
         let method = parts.method.clone();
         let path = parts.uri.path().to_owned();
+        let route = berth_engine::route::route(&path).map_or("unknown", |r| r.label());
+        let uploading = matches!(route, "upload-start" | "upload") && method != http::Method::GET;
+        let _in_progress = uploading.then(|| UploadGuard::new(&self.metrics));
         let transaction = self
             .registry
             .begin(Request::from_parts(parts, ()), now(), entropy());
@@ -171,6 +171,16 @@ impl Server {
             },
             _ => Empty::new().map_err(|never| match never {}).boxed_unsync(),
         };
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                route,
+                method: method.to_string(),
+                status: status.as_u16(),
+            })
+            .inc();
+        self.metrics.bytes_received.inc_by(received);
+        self.metrics.bytes_sent.inc_by(sent);
         tracing::info!(%method, path, status = status.as_u16(), received, sent, ms = started.elapsed().as_millis() as u64, "request");
         Ok(Response::from_parts(parts, body))
     }
@@ -185,6 +195,22 @@ impl Server {
             _ => String::new(),
         };
         (status, text)
+    }
+}
+
+/// Counts an upload request in progress for as long as it lives.
+struct UploadGuard(Arc<crate::metrics::Metrics>);
+
+impl UploadGuard {
+    fn new(metrics: &Arc<crate::metrics::Metrics>) -> UploadGuard {
+        metrics.uploads_in_progress.inc();
+        UploadGuard(metrics.clone())
+    }
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        self.0.uploads_in_progress.dec();
     }
 }
 

@@ -483,3 +483,121 @@ fn a_multipart_push_to_s3_round_trips() {
         (206, &blob[5_242_878..5_242_882])
     );
 }
+
+fn start_with(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage", "memory"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("berth starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("berth prints its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    Server { child, addr }
+}
+
+#[test]
+fn prometheus_metrics_count_requests_bytes_and_storage_latency() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let server = start_with(&["--metrics-listen", &metrics_addr]);
+    let blob = content(1000);
+    let (status, _, _) = http(
+        server.addr,
+        "POST",
+        &format!("/v2/m/blobs/uploads/?digest={}", digest(&blob)),
+        &[],
+        &blob,
+    );
+    assert_eq!(status, 201);
+    let (status, _, body) = http(metrics_addr.parse().unwrap(), "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains(r#"berth_requests_total{route="upload-start",method="POST",status="201"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("berth_request_body_bytes_total 1000"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"berth_storage_operation_seconds_count{operation="put"}"#),
+        "{text}"
+    );
+    assert!(text.contains("berth_uploads_in_progress 0"), "{text}");
+}
+
+#[test]
+fn tls_serves_http2_and_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let server = start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    for (flag, expected) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--cacert",
+                cert.to_str().unwrap(),
+                flag,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+            ])
+            .arg(format!("https://127.0.0.1:{}/v2/", server.addr.port()))
+            .output()
+            .expect("curl is installed");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("200 {expected}"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
