@@ -117,6 +117,15 @@ impl Report {
             .count()
     }
 
+    /// Every result that is not a plain pass, one per line, for assertion messages.
+    pub fn not_passed(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .filter(|r| r.status != Status::Passed)
+            .map(|r| format!("{}: {:?}", r.name, r.status))
+            .collect()
+    }
+
     /// `N passed, M failed, K skipped`.
     pub fn summary(&self) -> String {
         format!(

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use berth_conformance::{Config, Credentials, Status, Transport, TransportError, Workflow};
+use berth_conformance::{Config, Credentials, Transport, TransportError, Workflow};
 use berth_engine::testing::Driver;
 use berth_engine::{Config as EngineConfig, Registry};
 
@@ -41,12 +41,7 @@ fn the_engine_passes_every_workflow_in_process() {
         expected_failures: Default::default(),
     };
     let report = berth_conformance::run(&config, &transport, "engine (in process)", |_| {});
-    let failures: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| r.status != Status::Passed)
-        .map(|r| format!("{}: {:?}", r.name, r.status))
-        .collect();
+    let failures = report.not_passed();
     assert!(
         failures.is_empty(),
         "{}\n{}",

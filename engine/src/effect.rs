@@ -110,6 +110,52 @@ pub struct Listing {
     pub truncated: bool,
 }
 
+impl Listing {
+    /// S3's list semantics over keys in byte order: those starting with `prefix`, strictly
+    /// after `start_after`, at most `limit` entries (keys plus common prefixes), keys that
+    /// contain `delimiter` after the prefix rolled up into common prefixes. Backends that can
+    /// enumerate their keys in order (memory, a directory) answer [`Effect::List`] with it.
+    pub fn from_sorted_keys<'a>(
+        sorted_keys: impl IntoIterator<Item = &'a str>,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        delimiter: Option<char>,
+    ) -> Listing {
+        let mut listing = Listing::default();
+        let mut count = 0;
+        for key in sorted_keys {
+            if !key.starts_with(prefix) || start_after.is_some_and(|after| key <= after) {
+                continue;
+            }
+            let rolled = delimiter.and_then(|d| {
+                key[prefix.len()..]
+                    .find(d)
+                    .map(|i| &key[..prefix.len() + i + d.len_utf8()])
+            });
+            if let Some(common) = rolled
+                && (listing
+                    .common_prefixes
+                    .last()
+                    .is_some_and(|last| last == common)
+                    || start_after.is_some_and(|after| common <= after))
+            {
+                continue;
+            }
+            if count == limit {
+                listing.truncated = true;
+                break;
+            }
+            count += 1;
+            match rolled {
+                Some(common) => listing.common_prefixes.push(common.to_owned()),
+                None => listing.keys.push(key.to_owned()),
+            }
+        }
+        listing
+    }
+}
+
 /// What happened when the runtime executed an effect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -170,5 +216,32 @@ impl Effect {
             Effect::List { prefix, .. } => Some(prefix),
             Effect::ReadBody => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_follows_s3_semantics() {
+        let keys = ["a/1", "a/2", "b", "c/x/1", "c/x/2", "c/y", "d"];
+        let all = Listing::from_sorted_keys(keys, "", None, 10, Some('/'));
+        assert_eq!(all.keys, ["b", "d"]);
+        assert_eq!(all.common_prefixes, ["a/", "c/"]);
+        assert!(!all.truncated);
+        let page = Listing::from_sorted_keys(keys, "c/", None, 2, Some('/'));
+        assert_eq!(
+            (page.keys, page.common_prefixes, page.truncated),
+            (vec!["c/y".to_owned()], vec!["c/x/".to_owned()], false)
+        );
+        // Start after a common prefix skips everything under it.
+        let after = Listing::from_sorted_keys(keys, "", Some("a/"), 10, Some('/'));
+        assert_eq!(after.keys, ["b", "d"]);
+        let limited = Listing::from_sorted_keys(keys, "", Some("a/2"), 2, None);
+        assert_eq!(
+            (limited.keys, limited.truncated),
+            (vec!["b".to_owned(), "c/x/1".to_owned()], true)
+        );
     }
 }

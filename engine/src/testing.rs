@@ -207,44 +207,16 @@ impl MemoryStore {
         limit: usize,
         delimiter: Option<char>,
     ) -> Listing {
-        let mut listing = Listing::default();
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
             _ => Bound::Included(prefix.to_owned()),
         };
-        let mut count = 0;
-        for key in self
+        let keys = self
             .objects
             .range::<String, _>((lower, Bound::Unbounded))
-            .map(|(k, _)| k)
-        {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            let rolled = delimiter.and_then(|d| {
-                key[prefix.len()..]
-                    .find(d)
-                    .map(|i| key[..prefix.len() + i + d.len_utf8()].to_owned())
-            });
-            if let Some(common) = &rolled {
-                if listing.common_prefixes.last() == Some(common) {
-                    continue;
-                }
-                if start_after.is_some_and(|after| common.as_str() <= after) {
-                    continue;
-                }
-            }
-            if count == limit {
-                listing.truncated = true;
-                break;
-            }
-            count += 1;
-            match rolled {
-                Some(common) => listing.common_prefixes.push(common),
-                None => listing.keys.push(key.clone()),
-            }
-        }
-        listing
+            .map(|(k, _)| k.as_str())
+            .take_while(|k| k.starts_with(prefix));
+        Listing::from_sorted_keys(keys, prefix, start_after, limit, delimiter)
     }
 
     /// An object's bytes, or a range of them (clamped to the object).

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_conformance::{Config, Credentials, HttpTransport, Status, Workflow};
+use berth_conformance::{Config, Credentials, HttpTransport, Workflow};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
@@ -18,33 +18,7 @@ struct Server {
 
 impl Server {
     fn start(storage: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--storage",
-                storage,
-                "--part-size",
-                "5242880",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("berth starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("berth prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr }
+        start_with(storage, &["--part-size", "5242880"])
     }
 
     fn url(&self) -> String {
@@ -83,12 +57,7 @@ fn conformance_in(server: &Server, label: &str, namespace: &str, crossmount: &st
     };
     let transport = HttpTransport::new(&server.url());
     let report = berth_conformance::run(&config, &transport, &server.url(), |_| {});
-    let failures: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| r.status != Status::Passed)
-        .map(|r| format!("{}: {:?}", r.name, r.status))
-        .collect();
+    let failures = report.not_passed();
     assert!(
         failures.is_empty(),
         "{}\n{}",
@@ -484,9 +453,9 @@ fn a_multipart_push_to_s3_round_trips() {
     );
 }
 
-fn start_with(args: &[&str]) -> Server {
+fn start_with(storage: &str, args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--storage", "memory"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage", storage])
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -515,7 +484,7 @@ fn prometheus_metrics_count_requests_bytes_and_storage_latency() {
         .unwrap()
         .port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let server = start_with(&["--metrics-listen", &metrics_addr]);
+    let server = start_with("memory", &["--metrics-listen", &metrics_addr]);
     let blob = content(1000);
     let (status, _, _) = http(
         server.addr,
@@ -572,12 +541,15 @@ fn tls_serves_http2_and_http1() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let server = start_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let server = start_with(
+        "memory",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
     for (flag, expected) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let out = Command::new("curl")
             .args([

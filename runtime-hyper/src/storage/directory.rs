@@ -364,35 +364,14 @@ impl DirectoryBackend {
         let mut keys = Vec::new();
         let dir = self.root.join("objects").join(base);
         collect_keys(&dir, base, &mut keys)?;
-        keys.retain(|k| {
-            k.starts_with(prefix) && start_after.is_none_or(|after| k.as_str() > after)
-        });
         keys.sort_unstable();
-        let mut listing = Listing::default();
-        let mut count = 0;
-        for key in keys {
-            let rolled = delimiter.and_then(|d| {
-                key[prefix.len()..]
-                    .find(d)
-                    .map(|i| key[..prefix.len() + i + d.len_utf8()].to_owned())
-            });
-            if let Some(common) = &rolled
-                && (listing.common_prefixes.last() == Some(common)
-                    || start_after.is_some_and(|a| common.as_str() <= a))
-            {
-                continue;
-            }
-            if count == limit {
-                listing.truncated = true;
-                break;
-            }
-            count += 1;
-            match rolled {
-                Some(common) => listing.common_prefixes.push(common),
-                None => listing.keys.push(key),
-            }
-        }
-        Ok(listing)
+        Ok(Listing::from_sorted_keys(
+            keys.iter().map(String::as_str),
+            prefix,
+            start_after,
+            limit,
+            delimiter,
+        ))
     }
 
     fn multipart_meta(&self, upload_id: &str) -> io::Result<Option<OpenUpload>> {
