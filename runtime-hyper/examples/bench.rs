@@ -3,8 +3,8 @@
 //! installed, against it in the same run.
 //!
 //! ```sh
-//! cargo run --release -p berth --example bench            # 1 GiB push/pull, 10 GiB RSS push
-//! cargo run --release -p berth --example bench -- 1 2     # blob GiB, RSS-push GiB
+//! cargo build --release -p berth && cargo run --release -p berth --example bench   # 1 GiB, 10 GiB
+//! cargo run --release -p berth --example bench -- 1 2   # blob GiB, RSS-push GiB
 //! ```
 //!
 //! Every figure is measured by this program on loopback: wall time around raw HTTP/1.1
