@@ -336,12 +336,21 @@ async fn receive(
         }
         buffer.extend_from_slice(&bytes);
     }
+    // With a declared length, every part's final size is known before its first byte, so its
+    // buffer is allocated once at that size; otherwise it grows by doubling up to a part.
+    let declared = cx
+        .header(header::CONTENT_LENGTH)
+        .and_then(|l| l.parse::<u64>().ok());
     while let Some(chunk) = cx.store.read_body().await? {
         writer.received += chunk.len() as u64;
         let mut rest = &chunk[..];
         while !rest.is_empty() {
             let take = (part_size - buffer.len()).min(rest.len());
-            grow_within_part(&mut buffer, take, part_size);
+            let expected = declared.map(|total| {
+                let still_to_come = total.saturating_sub(writer.received) + rest.len() as u64;
+                (buffer.len() as u64).saturating_add(still_to_come)
+            });
+            grow_within_part(&mut buffer, take, part_size, expected);
             session.hash.update(&rest[..take]);
             buffer.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
@@ -354,11 +363,16 @@ async fn receive(
     Ok(buffer)
 }
 
-/// Reserves room for `extra` more bytes, doubling but never beyond one part.
-fn grow_within_part(buffer: &mut Vec<u8>, extra: usize, part_size: usize) {
+/// Reserves room for `extra` more bytes, never beyond one part: exactly the bytes `expected`
+/// to end up in the buffer when the request declared its length, else by doubling.
+fn grow_within_part(buffer: &mut Vec<u8>, extra: usize, part_size: usize, expected: Option<u64>) {
     let needed = buffer.len() + extra;
     if needed > buffer.capacity() {
-        let target = needed.max(buffer.capacity() * 2).min(part_size);
+        let target = match expected {
+            Some(expected) => usize::try_from(expected).unwrap_or(part_size).max(needed),
+            None => needed.max(buffer.capacity() * 2),
+        }
+        .min(part_size);
         buffer.reserve_exact(target - buffer.len());
     }
 }
