@@ -552,6 +552,36 @@ fn pull() -> Vec<Test> {
                 "a Range beyond the blob's end is unsatisfiable: 416 (RFC 9110 §15.5.17)",
             )
         }),
+        test!(Pull, "pull/blob-range-end-beyond-size", |cx| {
+            let image = cx.image()?;
+            let len = image.layer.len();
+            let range = format!("bytes={}-{}", len - 100, len + 5000);
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest),
+                &[("range", &range)],
+                Vec::new(),
+            )?;
+            ex.status_in(&[206], "a range whose end passes the blob's end is served up to the end (RFC 9110 §14.1.2)")?;
+            ex.check(
+                ex.body() == &image.layer[len - 100..],
+                "the body is the last 100 bytes",
+            )?;
+            ex.check(
+                ex.header("content-length") == Some("100"),
+                "Content-Length is the bytes actually sent",
+            )
+        }),
+        test!(Pull, "pull/blob-range-reversed-416", |cx| {
+            let image = cx.image()?;
+            let ex = cx.send(
+                "GET",
+                &format!("/v2/{}/blobs/{}", cx.ns(), image.layer_digest),
+                &[("range", "bytes=500-0")],
+                Vec::new(),
+            )?;
+            ex.status_in(&[416], "a range whose last byte precedes its first is answered with 416 (as the official suite requires)")
+        }),
         test!(Pull, "pull/manifest-unknown-tag-404", |cx| {
             let ex = cx.send(
                 "GET",
@@ -914,6 +944,72 @@ fn push() -> Vec<Test> {
             got.status_in(
                 &[404],
                 "nothing is readable under a digest the bytes do not hash to",
+            )
+        }),
+        test!(Push, "push/digest-mismatch-single-post-400", |cx| {
+            let ns = cx.ns().to_owned();
+            let blob = cx.bytes("mismatch-post", 600);
+            let wrong = sha256(b"not the posted bytes");
+            let ex = cx.send(
+                "POST",
+                &format!("/v2/{ns}/blobs/uploads/?digest={wrong}"),
+                &[],
+                blob,
+            )?;
+            ex.status_in(
+                &[400],
+                "a single POST whose digest does not match its body fails with 400",
+            )?;
+            ex.error_code("DIGEST_INVALID")
+        }),
+        test!(Push, "push/manifest-put-invalid-digest-400", |cx| {
+            let ns = cx.ns().to_owned();
+            let config = cx.push_empty_config(&ns)?;
+            let manifest = image_manifest(&config, 2, EMPTY_CONFIG, &[], "");
+            let ex = cx.put_manifest(
+                &ns,
+                "sha256:baddigeststring",
+                OCI_MANIFEST,
+                manifest.as_bytes(),
+            )?;
+            ex.status_in(
+                &[400],
+                "a manifest PUT to a malformed digest reference is rejected with 400",
+            )?;
+            let got = cx.send(
+                "GET",
+                &format!("/v2/{ns}/manifests/sha256:baddigeststring"),
+                &[],
+                Vec::new(),
+            )?;
+            got.status_in(
+                &[400, 404],
+                "a GET of a malformed digest reference answers 400 or 404",
+            )
+        }),
+        test!(Push, "push/manifest-large-annotations", |cx| {
+            let ns = cx.ns().to_owned();
+            let config = cx.push_empty_config(&ns)?;
+            // About 1 MB of annotations: registries SHOULD accept manifests of at least 4 MB.
+            let annotations: Vec<String> = (0..100)
+                .map(|i| format!(r#""large-annotation-{i}":"{}""#, "A".repeat(10_000)))
+                .collect();
+            let manifest = image_manifest(
+                &config,
+                2,
+                EMPTY_CONFIG,
+                &[],
+                &format!(r#","annotations":{{{}}}"#, annotations.join(",")),
+            );
+            let ex = cx.put_manifest(
+                &ns,
+                &format!("large-{}", cx.config.run_id),
+                OCI_MANIFEST,
+                manifest.as_bytes(),
+            )?;
+            ex.status_in(
+                &[201],
+                "a 1 MB manifest is accepted (registries SHOULD support at least 4 MB)",
             )
         }),
         test!(Push, "push/sha512-blob-digest-algorithm", |cx| {

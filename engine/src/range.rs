@@ -40,6 +40,8 @@ pub enum RangeRequest {
 
 /// Interprets a `Range` header against an object of `size` bytes (RFC 9110 §14.2). Only a
 /// single range is honoured; a multi-range request gets the whole object, as the RFC allows.
+/// A range whose last byte precedes its first is unsatisfiable (416), which is what the OCI
+/// conformance suite requires.
 pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
     let Some(value) = value else {
         return RangeRequest::Whole;
@@ -74,7 +76,9 @@ pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
             } else {
                 match parse_decimal(last) {
                     Some(last) if last >= first => last,
-                    _ => return RangeRequest::Whole,
+                    // `bytes=500-0` selects nothing: 416, as the OCI conformance suite expects.
+                    Some(_) => return RangeRequest::Unsatisfiable,
+                    None => return RangeRequest::Whole,
                 }
             };
             if first >= size {
@@ -141,6 +145,10 @@ mod tests {
         );
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), RangeRequest::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 10), RangeRequest::Whole);
-        assert_eq!(parse_range(Some("bytes=4-2"), 10), RangeRequest::Whole);
+        assert_eq!(
+            parse_range(Some("bytes=4-2"), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=4-x"), 10), RangeRequest::Whole);
     }
 }
