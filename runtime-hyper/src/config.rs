@@ -29,9 +29,22 @@ pub struct Settings {
     /// S3 region (else `AWS_REGION`; R2 uses `auto`).
     #[arg(long, env = "BERTH_S3_REGION")]
     pub s3_region: Option<String>,
+    /// S3 access key id (else `AWS_ACCESS_KEY_ID`). Prefer the environment: flags show in `ps`.
+    #[arg(long, env = "BERTH_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (else `AWS_SECRET_ACCESS_KEY`).
+    #[arg(long, env = "BERTH_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// S3 session token for temporary credentials (else `AWS_SESSION_TOKEN`).
+    #[arg(long, env = "BERTH_S3_SESSION_TOKEN", hide_env_values = true)]
+    pub s3_session_token: Option<String>,
     /// Allow a plain-HTTP S3 endpoint (a local S3 server).
     #[arg(long, env = "BERTH_S3_ALLOW_HTTP")]
     pub s3_allow_http: bool,
+    /// Address the bucket virtual-hosted style (`https://BUCKET.ENDPOINT/KEY`) instead of the
+    /// default path style (`https://ENDPOINT/BUCKET/KEY`, which R2 and local servers use).
+    #[arg(long, env = "BERTH_S3_VIRTUAL_HOSTED_STYLE")]
+    pub s3_virtual_hosted_style: bool,
     /// Multipart part size in bytes (5 MiB to 5 GiB) [default: 16777216]. Memory per
     /// in-flight upload is one part; the largest blob is 10,000 parts.
     #[arg(long, env = "BERTH_PART_SIZE")]
@@ -50,9 +63,24 @@ pub struct Settings {
     #[arg(long, env = "BERTH_MAINTENANCE_INTERVAL_SECS")]
     pub maintenance_interval_secs: Option<u64>,
     /// Seconds a client may take to send a request's headers, including the wait for the next
-    /// request on a kept-alive connection [default: 30].
+    /// request on a kept-alive HTTP/1.1 connection, and the TLS handshake [default: 30].
     #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS")]
     pub header_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight (HTTP/2 included) before
+    /// it is closed [default: 60].
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a request body may go without a byte arriving before the request fails
+    /// [default: 60].
+    #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a response may wait for the client to take more of its body before the
+    /// connection is closed [default: 120].
+    #[arg(long, env = "BERTH_SEND_TIMEOUT_SECS")]
+    pub send_timeout_secs: Option<u64>,
+    /// Most connections served at once; more wait in the listen backlog [default: 1024].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Largest request head (request line and headers) in bytes [default: 65536].
     #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
@@ -78,6 +106,23 @@ pub struct Settings {
     /// can reach the address can push, pull and delete. Without it, berth refuses to start so.
     #[arg(long, env = "BERTH_ALLOW_UNAUTHENTICATED_PUBLIC")]
     pub allow_unauthenticated_public: bool,
+    // ── Authentication: RESERVED, not wired yet ──────────────────────────────────────────
+    // The engine is gaining authentication (Basic users, a read-only user, bearer tokens).
+    // Its settings belong here: flags named `--auth-*`, variables `BERTH_AUTH_*`, and an
+    // `[auth]` table in the TOML file (see `FileSettings::auth`), resolved into
+    // `Resolved::auth`. Once `AuthSettings::configured` can return true, the refusal to
+    // listen on a public address without authentication is lifted by it.
+}
+
+/// Authentication settings: RESERVED. Nothing is configurable yet, so nothing is configured.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {}
+
+impl AuthSettings {
+    /// Whether requests are authenticated.
+    pub fn configured(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -96,13 +141,21 @@ struct FileSettings {
     storage: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_session_token: Option<String>,
     s3_allow_http: Option<bool>,
+    s3_virtual_hosted_style: Option<bool>,
     part_size: Option<u64>,
     max_manifest_size: Option<usize>,
     upload_expiry_secs: Option<u64>,
     mount_without_from: Option<bool>,
     maintenance_interval_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    send_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
     max_header_bytes: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     log_format: Option<LogFormat>,
@@ -111,6 +164,9 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     metrics_path: Option<String>,
+    /// RESERVED for authentication; refused until it is implemented, so that nobody believes
+    /// a registry is protected when it is not.
+    auth: Option<toml::Table>,
 }
 
 /// Settings with every default applied.
@@ -122,6 +178,10 @@ pub struct Resolved {
     pub engine: berth_engine::Config,
     pub maintenance_interval_secs: u64,
     pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub send_timeout_secs: u64,
+    pub max_connections: usize,
     pub max_header_bytes: usize,
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
@@ -129,6 +189,7 @@ pub struct Resolved {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_path: String,
+    pub auth: AuthSettings,
 }
 
 impl Settings {
@@ -142,6 +203,11 @@ impl Settings {
             }
             None => FileSettings::default(),
         };
+        if file.auth.is_some() {
+            return Err("the [auth] table is reserved: this berth does not implement \
+                        authentication yet, so it refuses to pretend to"
+                .into());
+        }
         let defaults = berth_engine::Config::default();
         let engine = berth_engine::Config {
             part_size: self
@@ -194,9 +260,15 @@ impl Settings {
             s3: crate::storage::s3::S3Options {
                 endpoint: self.s3_endpoint.clone().or(file.s3_endpoint),
                 region: self.s3_region.clone().or(file.s3_region),
-                access_key_id: None,
-                secret_access_key: None,
+                access_key_id: self.s3_access_key_id.clone().or(file.s3_access_key_id),
+                secret_access_key: self
+                    .s3_secret_access_key
+                    .clone()
+                    .or(file.s3_secret_access_key),
+                session_token: self.s3_session_token.clone().or(file.s3_session_token),
                 allow_http: self.s3_allow_http || file.s3_allow_http.unwrap_or(false),
+                virtual_hosted_style: self.s3_virtual_hosted_style
+                    || file.s3_virtual_hosted_style.unwrap_or(false),
             },
             engine,
             maintenance_interval_secs: self
@@ -208,6 +280,26 @@ impl Settings {
                 .header_timeout_secs
                 .or(file.header_timeout_secs)
                 .unwrap_or(30)
+                .max(1),
+            idle_timeout_secs: self
+                .idle_timeout_secs
+                .or(file.idle_timeout_secs)
+                .unwrap_or(60)
+                .max(1),
+            body_timeout_secs: self
+                .body_timeout_secs
+                .or(file.body_timeout_secs)
+                .unwrap_or(60)
+                .max(1),
+            send_timeout_secs: self
+                .send_timeout_secs
+                .or(file.send_timeout_secs)
+                .unwrap_or(120)
+                .max(1),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(1024)
                 .max(1),
             max_header_bytes: self
                 .max_header_bytes
@@ -221,6 +313,7 @@ impl Settings {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             allow_unauthenticated_public: self.allow_unauthenticated_public
                 || file.allow_unauthenticated_public.unwrap_or(false),
+            auth: AuthSettings::default(),
         })
     }
 }

@@ -18,6 +18,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
     pub operation: &'static str,
 }
@@ -25,6 +30,7 @@ pub struct OperationLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub uploads_in_progress: Gauge<i64, AtomicI64>,
@@ -39,6 +45,14 @@ impl Default for Metrics {
             "requests",
             "HTTP requests by route, method and status",
             requests.clone(),
+        );
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 4.0, 10))
+        });
+        registry.register(
+            "request_seconds",
+            "time from a request's head to the end of its response body, by route",
+            request_seconds.clone(),
         );
         let bytes_received = Counter::default();
         registry.register(
@@ -55,7 +69,7 @@ impl Default for Metrics {
         let uploads_in_progress = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "uploads_in_progress",
-            "upload requests (POST, PATCH, PUT of blobs) being served",
+            "upload requests carrying blob bytes in (POST, PATCH, PUT) being served",
             uploads_in_progress.clone(),
         );
         let storage_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
@@ -69,6 +83,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             requests,
+            request_seconds,
             bytes_received,
             bytes_sent,
             uploads_in_progress,
@@ -78,6 +93,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn observe_request(
+        &self,
+        route: &'static str,
+        method: &http::Method,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+    }
+
     pub fn observe_storage(&self, operation: &'static str, elapsed: Duration) {
         self.storage_seconds
             .get_or_create(&OperationLabels { operation })

@@ -1,26 +1,37 @@
 //! The driver loop: one engine transaction per request, its effects executed against the
 //! backend, its response streamed back. No OCI decision is made here.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_engine::{Body, Effect, Entropy, Next, Outcome, Registry, Transaction, UnixTime};
+use berth_engine::{Body, Effect, EffectId, Entropy, Next, Outcome, Registry, Transaction, UnixTime};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{StreamExt, TryStreamExt};
+use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper::{Request, Response};
 
+use crate::metrics::Metrics;
 use crate::storage::Backend;
 
-pub type ResponseBody = UnsyncBoxBody<Bytes, io::Error>;
+/// Storage effects of one transaction executed at once, at most (the engine issues several
+/// together when it reads many small objects, e.g. referrers).
+const MAX_CONCURRENT_EFFECTS: usize = 16;
 
 pub struct Server {
     pub registry: Registry,
     pub backend: Backend,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
+    /// How long a request body may go without a byte.
+    pub body_timeout: Duration,
 }
 
 pub fn now() -> UnixTime {
@@ -31,164 +42,228 @@ pub fn now() -> UnixTime {
     )
 }
 
+/// 32 bytes from the operating system's CSPRNG. Upload ids and writer tokens come from them;
+/// without a random source the server must not run.
 fn entropy() -> Entropy {
     let mut bytes = [0u8; 32];
     if let Err(e) = getrandom::fill(&mut bytes) {
-        // Upload ids must not repeat; without the OS random source, derive them from time.
-        tracing::error!("random source failed: {e}");
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+        panic!("the operating system's random source failed: {e}");
     }
     Entropy(bytes)
 }
 
 /// Where request body chunks come from: the HTTP body, or nothing (maintenance).
 enum BodySource {
-    Request(Incoming),
+    Request(Incoming, Duration),
     None,
 }
 
 impl BodySource {
     async fn next_chunk(&mut self) -> Outcome {
-        let BodySource::Request(body) = self else {
+        let BodySource::Request(body, timeout) = self else {
             return Outcome::BodyEnd;
         };
-        loop {
-            match body.frame().await {
-                None => return Outcome::BodyEnd,
-                Some(Err(e)) => return Outcome::Failed(e.to_string()),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return Outcome::BodyChunk(data),
-                    Err(_trailers) => continue,
-                },
-            }
-        }
-    }
-}
-
-/// Runs a transaction to its end: executes effects, returns the response and bytes received.
-async fn drive(
-    server: &Server,
-    mut transaction: Transaction,
-    mut body: BodySource,
-) -> (berth_engine::Response, u64) {
-    let mut received = 0u64;
-    let mut response = None;
-    loop {
-        match transaction.poll() {
-            Next::Effect(id, Effect::ReadBody) => {
-                let outcome = body.next_chunk().await;
-                if let Outcome::BodyChunk(chunk) = &outcome {
-                    received += chunk.len() as u64;
+        let timeout = *timeout;
+        let next = async {
+            loop {
+                match body.frame().await {
+                    None => return Outcome::BodyEnd,
+                    Some(Err(e)) => return Outcome::Failed(format!("reading the request: {e}")),
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) if data.is_empty() => continue,
+                        Ok(data) => return Outcome::BodyChunk(data),
+                        Err(_trailers) => continue,
+                    },
                 }
-                report(&mut transaction, id, outcome);
             }
-            Next::Effect(id, effect) => {
-                let operation = effect.operation();
-                let started = Instant::now();
-                let outcome = server.backend.execute(effect).await;
-                if let Outcome::Failed(reason) = &outcome {
-                    tracing::warn!(operation, reason, "storage operation failed");
-                }
-                server.metrics.observe_storage(operation, started.elapsed());
-                report(&mut transaction, id, outcome);
-            }
-            Next::Respond(r) => response = Some(r),
-            Next::Done => break,
-            // Effects are executed one at a time, so the engine never waits with none issued.
-            Next::AwaitOutcome => break,
-            _ => break,
-        }
-    }
-    let response = response.unwrap_or_else(|| {
-        berth_engine::RegistryError::new(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            berth_engine::ErrorCode::Unknown,
-            "the engine ended a transaction without a response",
-        )
-        .into_response()
-    });
-    (response, received)
-}
-
-fn report(transaction: &mut Transaction, id: berth_engine::EffectId, outcome: Outcome) {
-    if let Err(e) = transaction.handle(id, outcome) {
-        tracing::error!("engine refused an outcome: {e}");
+        };
+        tokio::time::timeout(timeout, next).await.unwrap_or_else(|_| {
+            Outcome::Failed(format!(
+                "the client sent no request body bytes for {} s",
+                timeout.as_secs()
+            ))
+        })
     }
 }
 
 impl Server {
-    /// Serves one HTTP request.
+    /// Executes one storage effect, timing it for the metrics.
+    async fn execute(&self, id: EffectId, effect: Effect) -> (EffectId, Outcome) {
+        let operation = effect.operation();
+        let key = effect.key().map(str::to_owned);
+        let started = Instant::now();
+        let outcome = self.backend.execute(effect).await;
+        self.metrics.observe_storage(operation, started.elapsed());
+        if let Outcome::Failed(reason) = &outcome {
+            tracing::warn!(operation, key, reason, "storage operation failed");
+        }
+        (id, outcome)
+    }
+
+    /// Runs a transaction to its end: executes its effects (storage ones concurrently, up to
+    /// a bound; body reads in order), returns the response and the body bytes received.
+    async fn drive(
+        &self,
+        mut transaction: Transaction,
+        mut body: BodySource,
+    ) -> (berth_engine::Response, u64) {
+        let mut received = 0u64;
+        let mut response = None;
+        let mut waiting: VecDeque<(EffectId, Effect)> = VecDeque::new();
+        let mut body_reads: VecDeque<EffectId> = VecDeque::new();
+        let mut running = FuturesUnordered::new();
+        loop {
+            let mut done = false;
+            loop {
+                match transaction.poll() {
+                    Next::Effect(id, Effect::ReadBody) => body_reads.push_back(id),
+                    Next::Effect(id, effect) => waiting.push_back((id, effect)),
+                    Next::Respond(r) => response = Some(r),
+                    Next::AwaitOutcome => break,
+                    _ => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+            while running.len() < MAX_CONCURRENT_EFFECTS
+                && let Some((id, effect)) = waiting.pop_front()
+            {
+                running.push(self.execute(id, effect));
+            }
+            let (id, outcome) = match body_reads.front().copied() {
+                Some(id) if running.is_empty() => {
+                    body_reads.pop_front();
+                    (id, body.next_chunk().await)
+                }
+                Some(id) => {
+                    tokio::select! {
+                        Some(result) = running.next() => result,
+                        outcome = body.next_chunk() => {
+                            body_reads.pop_front();
+                            (id, outcome)
+                        }
+                    }
+                }
+                None => match running.next().await {
+                    Some(result) => result,
+                    None => {
+                        tracing::error!("the engine awaits an outcome but issued no effect");
+                        break;
+                    }
+                },
+            };
+            if let Outcome::BodyChunk(chunk) = &outcome {
+                received += chunk.len() as u64;
+            }
+            if let Err(e) = transaction.handle(id, outcome) {
+                tracing::error!("the engine refused an outcome: {e}");
+            }
+        }
+        let response = response.unwrap_or_else(|| {
+            berth_engine::RegistryError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                berth_engine::ErrorCode::Unknown,
+                "the engine ended a transaction without a response",
+            )
+            .into_response()
+        });
+        (response, received)
+    }
+
+    /// Serves one HTTP request on a connection whose activity `connection` tracks.
     pub async fn handle(
         self: Arc<Self>,
+        connection: Arc<Activity>,
         request: Request<Incoming>,
     ) -> Result<Response<ResponseBody>, Infallible> {
+        let in_flight = InFlight::new(connection);
         let started = Instant::now();
         let (parts, incoming) = request.into_parts();
         let method = parts.method.clone();
         let path = parts.uri.path().to_owned();
         let route = berth_engine::route::route(&path).map_or("unknown", |r| r.label());
+        // For the gauge only: requests that carry blob bytes in.
         let uploading = matches!(route, "upload-start" | "upload") && method != http::Method::GET;
-        let _in_progress = uploading.then(|| UploadGuard::new(&self.metrics));
+        let upload_gauge = uploading.then(|| UploadGauge::new(&self.metrics));
         let transaction = self
             .registry
             .begin(Request::from_parts(parts, ()), now(), entropy());
-        let (response, received) = drive(&self, transaction, BodySource::Request(incoming)).await;
-        let (parts, body) = response.into_parts();
-        let status = parts.status;
-        let sent = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
-        let body: ResponseBody = match body {
-            Body::Empty => Empty::new().map_err(|never| match never {}).boxed_unsync(),
-            Body::Bytes(bytes) => Full::new(bytes)
-                .map_err(|never| match never {})
-                .boxed_unsync(),
+        let (response, received) = self
+            .drive(
+                transaction,
+                BodySource::Request(incoming, self.body_timeout),
+            )
+            .await;
+        drop(upload_gauge);
+        let (mut parts, body) = response.into_parts();
+        let (body, streaming): (UnsyncBoxBody<Bytes, io::Error>, bool) = match body {
+            Body::Bytes(bytes) => (full(bytes), false),
             Body::Object { key, range } => match self.backend.open_stream(&key, range).await {
-                Ok(stream) => StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync(),
+                Ok(stream) => (
+                    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync(),
+                    true,
+                ),
                 Err(e) => {
                     tracing::error!(key, "opening a stored object failed: {e}");
                     let error = berth_engine::RegistryError::backend("open", &key, &e.to_string())
                         .into_response();
-                    let (parts, body) = error.into_parts();
-                    let bytes = match body {
-                        Body::Bytes(b) => b,
-                        _ => Bytes::new(),
-                    };
-                    tracing::info!(%method, path, status = parts.status.as_u16(), received, sent = bytes.len(), ms = started.elapsed().as_millis() as u64, "request");
-                    return Ok(Response::from_parts(
-                        parts,
-                        Full::new(bytes)
-                            .map_err(|never| match never {})
-                            .boxed_unsync(),
-                    ));
+                    let (error_parts, error_body) = error.into_parts();
+                    parts = error_parts;
+                    match error_body {
+                        Body::Bytes(b) => (full(b), false),
+                        _ => (empty(), false),
+                    }
                 }
             },
-            _ => Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            _ => (empty(), false),
         };
-        self.metrics
-            .requests
-            .get_or_create(&crate::metrics::RequestLabels {
-                route,
-                method: method.to_string(),
-                status: status.as_u16(),
-            })
-            .inc();
-        self.metrics.bytes_received.inc_by(received);
-        self.metrics.bytes_sent.inc_by(sent);
-        tracing::info!(%method, path, status = status.as_u16(), received, sent, ms = started.elapsed().as_millis() as u64, "request");
-        Ok(Response::from_parts(parts, body))
+        // hyper stops polling a body once Content-Length bytes are out, and sends none on HEAD.
+        let expected = match method {
+            http::Method::HEAD => Some(0),
+            _ => parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok()),
+        };
+        let record = RequestRecord {
+            metrics: self.metrics.clone(),
+            expected,
+            method,
+            path,
+            route,
+            status: parts.status.as_u16(),
+            received,
+            sent: 0,
+            started,
+            complete: false,
+            failed: None,
+            in_flight,
+            streaming,
+        };
+        if streaming {
+            record.in_flight.connection.stream_started();
+        }
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody {
+                inner: body,
+                record,
+            },
+        ))
     }
 
-    /// Runs one maintenance pass and returns its JSON summary.
+    /// Runs one maintenance pass (the engine's, then the backend's own tidying) and returns
+    /// its status and JSON summary.
     pub async fn maintain(&self) -> (http::StatusCode, String) {
         let transaction = self.registry.maintain(now());
-        let (response, _) = drive(self, transaction, BodySource::None).await;
+        let (response, _) = self.drive(transaction, BodySource::None).await;
+        if let Err(e) = self.backend.clean_up().await {
+            tracing::warn!("cleaning up the storage failed: {e}");
+        }
         let status = response.status();
         let text = match response.into_body() {
             Body::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
@@ -198,29 +273,211 @@ impl Server {
     }
 }
 
-/// Counts an upload request in progress for as long as it lives.
-struct UploadGuard(Arc<crate::metrics::Metrics>);
+fn full(bytes: Bytes) -> UnsyncBoxBody<Bytes, io::Error> {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
-impl UploadGuard {
-    fn new(metrics: &Arc<crate::metrics::Metrics>) -> UploadGuard {
-        metrics.uploads_in_progress.inc();
-        UploadGuard(metrics.clone())
+fn empty() -> UnsyncBoxBody<Bytes, io::Error> {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// What one connection is doing, for the idle and send timeouts (see `serve`).
+pub struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` when the connection last became idle.
+    idle_since: AtomicU64,
+    streaming: AtomicUsize,
+    /// Milliseconds since `epoch` when a streamed response body was last polled.
+    last_send: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            streaming: AtomicUsize::new(0),
+            last_send: AtomicU64::new(0),
+        }
     }
 }
 
-impl Drop for UploadGuard {
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn stream_started(&self) {
+        self.last_send.store(self.now_ms(), Ordering::Relaxed);
+        self.streaming.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the connection should be closed now, if it should.
+    pub fn expired(&self, idle_timeout: Duration, send_timeout: Duration) -> Option<&'static str> {
+        let now = self.now_ms();
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let idle = now.saturating_sub(self.idle_since.load(Ordering::Acquire));
+            if idle > idle_timeout.as_millis() as u64 {
+                return Some("idle");
+            }
+        }
+        if self.streaming.load(Ordering::Acquire) > 0 {
+            let stalled = now.saturating_sub(self.last_send.load(Ordering::Acquire));
+            if stalled > send_timeout.as_millis() as u64 {
+                return Some("client stopped reading the response");
+            }
+        }
+        None
+    }
+}
+
+/// One request in flight on a connection.
+struct InFlight {
+    connection: Arc<Activity>,
+}
+
+impl InFlight {
+    fn new(connection: Arc<Activity>) -> InFlight {
+        connection.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight { connection }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.connection.now_ms();
+        self.connection.idle_since.store(now, Ordering::Release);
+        self.connection.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts a request carrying blob bytes in for as long as it lives.
+struct UploadGauge(Arc<Metrics>);
+
+impl UploadGauge {
+    fn new(metrics: &Arc<Metrics>) -> UploadGauge {
+        metrics.uploads_in_progress.inc();
+        UploadGauge(metrics.clone())
+    }
+}
+
+impl Drop for UploadGauge {
     fn drop(&mut self) {
         self.0.uploads_in_progress.dec();
     }
 }
 
-/// Runs maintenance every `interval` until the process ends.
-pub async fn maintenance_loop(server: Arc<Server>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let (status, summary) = server.maintain().await;
-        tracing::info!(status = status.as_u16(), summary, "maintenance");
+/// A request's log line and metrics, written when its response body is done (or dropped,
+/// when the client goes away first).
+struct RequestRecord {
+    metrics: Arc<Metrics>,
+    method: http::Method,
+    path: String,
+    route: &'static str,
+    status: u16,
+    received: u64,
+    sent: u64,
+    /// Body bytes the response announced.
+    expected: Option<u64>,
+    started: Instant,
+    complete: bool,
+    failed: Option<String>,
+    in_flight: InFlight,
+    streaming: bool,
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if self.streaming {
+            self.in_flight
+                .connection
+                .streaming
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+        let elapsed = self.started.elapsed();
+        self.metrics
+            .observe_request(self.route, &self.method, self.status, elapsed);
+        self.metrics.bytes_received.inc_by(self.received);
+        self.metrics.bytes_sent.inc_by(self.sent);
+        let ms = elapsed.as_millis() as u64;
+        let method = self.method.as_str();
+        let path = self.path.as_str();
+        match (&self.failed, self.complete) {
+            (None, true) => tracing::info!(
+                method,
+                path,
+                status = self.status,
+                bytes_in = self.received,
+                bytes_out = self.sent,
+                ms,
+                "request"
+            ),
+            (failed, _) => tracing::warn!(
+                method,
+                path,
+                status = self.status,
+                bytes_in = self.received,
+                bytes_out = self.sent,
+                ms,
+                error = failed.as_deref().unwrap_or("the client went away before the end"),
+                "request cut short"
+            ),
+        }
+    }
+}
+
+/// A response body that counts what it sends and records the request when it ends.
+pub struct ResponseBody {
+    inner: UnsyncBoxBody<Bytes, io::Error>,
+    record: RequestRecord,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        if this.record.streaming {
+            let connection = &this.record.in_flight.connection;
+            connection
+                .last_send
+                .store(connection.now_ms(), Ordering::Release);
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.record.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => this.record.failed = Some(e.to_string()),
+            Poll::Ready(None) => this.record.complete = true,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let record = &mut self.record;
+        record.complete |= http_body::Body::is_end_stream(&self.inner)
+            || record.expected.is_some_and(|expected| record.sent >= expected);
     }
 }

@@ -1,28 +1,49 @@
 //! The default backend: a local directory, crash-safe, shareable by several `berth` processes.
 //!
+//! # Layout (format `berth-directory 2`, recorded in `<root>/FORMAT`)
+//!
 //! ```text
-//! <root>/objects/<key>@          an object (every key segment but the last is a directory;
-//!                                the `@` suffix keeps a key's file apart from the directory of
-//!                                longer keys: `_catalog/a@` beside `_catalog/a/b@`)
-//! <root>/objects/<key>@parts     an object assembled from multipart parts: JSON naming them
-//! <root>/parts/<upload id>/<n>   multipart part files; completion references them, never copies
-//! <root>/multipart/<id>.json     an open multipart upload: its key and part size
-//! <root>/locks/<0..255>          lock files; a key's writers serialize on one of them (flock)
-//! <root>/tmp/                    files being written
+//! <root>/FORMAT                       the layout version; berth refuses a directory of another
+//! <root>/objects/<key>@               the object `key`: every key segment but the last is a
+//!                                     directory, and the `@` suffix keeps an object's file apart
+//!                                     from the directory of longer keys (`_catalog/a@` beside
+//!                                     `_catalog/a/b@`). Keys never contain `@`.
+//! <root>/multipart/<id>/upload.json   an open multipart upload: its key and part size
+//! <root>/multipart/<id>/data          its parts, each at its fixed offset (the engine announces
+//!                                     the part size; all parts but the last are that size)
+//! <root>/multipart/<id>/part-<n>      part n's record: its version and length
+//! <root>/locks/<0..255>               lock files; writers of a key serialize on one (flock)
+//! <root>/tmp/                         files being written; leftovers of a crash are removed
+//!                                     once they are an hour old
 //! ```
 //!
-//! Every write goes to a temporary file that is fsynced and renamed into place, then the
-//! directory is fsynced: a kill -9 at any moment leaves the old object or the new one, never a
-//! part. Conditional writes check and rename while holding the key's lock, an exclusive `flock`
-//! that other processes on the same directory respect too, so create-only and compare-and-swap
-//! are real. An etag is the file's inode, modification time in nanoseconds and size.
+//! Every object file starts with a 32-byte header: the magic `berthobj`, a 16-byte random
+//! version, 8 reserved bytes; the object's bytes follow. The etag is the version in hex, so it
+//! changes on every write (no ABA: a rewrite with the same bytes gets a new etag) and it is
+//! read with the object from the same open file, never from a second lookup.
+//!
+//! # Atomicity
+//!
+//! - Every write goes to a temporary file in `tmp/` (same filesystem), which is fsynced and then
+//!   renamed (or hard-linked) into place, and the directory is fsynced: a kill -9 or power loss
+//!   at any moment leaves the old object or the new one, never a part of one.
+//! - Create-only (`If-None-Match: *`) is `link(2)`, which fails atomically if the name exists.
+//! - Compare-and-swap (`If-Match`), unconditional puts, deletes and multipart completion hold
+//!   the key's lock: an exclusive `flock` on one of 256 lock files. `flock` locks belong to the
+//!   open file, so they exclude other threads of this process (each operation opens the lock
+//!   file anew) as well as other processes sharing the directory.
+//! - Multipart uploads are directories created whole (built in `tmp/`, then renamed), so ids
+//!   survive restarts. A part is written at its offset while the upload's own lock is held, its
+//!   previous record removed first: a crash mid-write leaves that part without a record, so it
+//!   cannot be completed with stale bytes. Completion writes the header, truncates to the
+//!   parts' total and renames the data file to the object's name: no byte is copied.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use berth_engine::{ByteRange, CompletedPart, Condition, Effect, Listing, ObjectMeta, Outcome};
 use bytes::Bytes;
@@ -30,8 +51,18 @@ use serde::{Deserialize, Serialize};
 
 use super::ObjectStream;
 
+const FORMAT: &str = "berth-directory 2\n";
 const LOCK_STRIPES: u64 = 256;
 const READ_CHUNK: usize = 256 * 1024;
+const MAGIC: &[u8; 8] = b"berthobj";
+/// Length of the header before an object's bytes.
+pub const HEADER_LEN: u64 = 32;
+/// Temporary files older than this are leftovers of a crash.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+/// S3's largest part number.
+const MAX_PART_NUMBER: u32 = 10_000;
+/// Attempts at placing a file whose parent directory a concurrent delete may have pruned.
+const PLACE_ATTEMPTS: usize = 16;
 
 #[derive(Clone)]
 pub struct DirectoryBackend {
@@ -44,90 +75,244 @@ struct OpenUpload {
     part_size: u64,
 }
 
-/// An object made of part files.
-#[derive(Serialize, Deserialize)]
-struct Composite {
-    upload_id: String,
-    parts: Vec<(u32, u64)>,
-}
-
-impl Composite {
-    fn size(&self) -> u64 {
-        self.parts.iter().map(|(_, size)| size).sum()
-    }
-}
-
-/// Where an object's bytes are: one file, or part files in order.
-enum Stored {
-    File(PathBuf, fs::Metadata),
-    Parts(PathBuf, fs::Metadata, Composite),
-}
-
 fn failed(context: &str, error: io::Error) -> Outcome {
     Outcome::Failed(format!("{context}: {error}"))
 }
 
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // The OS random source failing is not recoverable for a server; fall back to time and pid.
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        // Without the OS random source, versions could repeat: that is not survivable.
+        panic!("the operating system's random source failed: {e}");
     }
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn etag_of(meta: &fs::Metadata) -> String {
-    format!(
-        "\"{:x}-{:x}-{:x}\"",
-        meta.ino(),
-        meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-        meta.size()
-    )
+fn random_id() -> String {
+    hex(&random_bytes::<16>())
+}
+
+fn etag_of(version: &[u8; 16]) -> String {
+    format!("\"{}\"", hex(version))
+}
+
+fn header(version: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
+    let mut header = [0u8; HEADER_LEN as usize];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..24].copy_from_slice(version);
+    header
+}
+
+fn not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
 }
 
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Creates `dir` and any missing parents, fsyncing each parent that gained an entry.
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent directory"))?;
+    ensure_dir(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => fsync_dir(parent),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// An open object: its file, version and size.
+struct Opened {
+    file: File,
+    version: [u8; 16],
+    size: u64,
+}
+
+impl Opened {
+    fn meta(&self) -> ObjectMeta {
+        ObjectMeta {
+            size: self.size,
+            etag: etag_of(&self.version),
+        }
+    }
+}
+
+fn read_header(file: File) -> io::Result<Opened> {
+    let len = file.metadata()?.len();
+    let mut head = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut head, 0)?;
+    if &head[..8] != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a berth object file (bad header)",
+        ));
+    }
+    let mut version = [0u8; 16];
+    version.copy_from_slice(&head[8..24]);
+    Ok(Opened {
+        file,
+        version,
+        size: len - HEADER_LEN,
+    })
+}
+
+/// The first byte and length an optional inclusive range covers in an object of `size` bytes
+/// (clamped to the object, as the memory store does).
+fn clamp(range: Option<ByteRange>, size: u64) -> (u64, u64) {
+    match range {
+        None => (0, size),
+        Some(r) => {
+            let first = r.first.min(size);
+            let end = r.last.saturating_add(1).min(size);
+            (first, end.saturating_sub(first))
+        }
+    }
+}
+
+/// Refuses keys that could escape the root or collide with the layout's own names. Keys come
+/// from the engine (validated names, digests, hex ids); this is defence in depth.
+pub fn check_key(key: &str) -> io::Result<()> {
+    let bad_segment = |s: &str| {
+        s.is_empty()
+            || s == "."
+            || s == ".."
+            || s.len() > 250
+            || s.contains(['\\', '\0', '@'])
+            || s.chars().any(char::is_control)
+    };
+    if key.split('/').any(bad_segment) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing storage key {key:?}"),
+        ));
+    }
+    Ok(())
+}
+
 impl DirectoryBackend {
+    /// Opens (creating if needed) a storage directory.
     pub fn open(root: &Path) -> io::Result<DirectoryBackend> {
-        for sub in ["objects", "parts", "multipart", "locks", "tmp"] {
-            fs::create_dir_all(root.join(sub))?;
+        fs::create_dir_all(root)?;
+        let root = root.canonicalize()?;
+        let format_file = root.join("FORMAT");
+        match fs::read_to_string(&format_file) {
+            Ok(text) if text == FORMAT => {}
+            Ok(text) => {
+                return Err(io::Error::other(format!(
+                    "{} holds {:?}, not {:?}: this berth cannot read that layout",
+                    format_file.display(),
+                    text.trim(),
+                    FORMAT.trim()
+                )));
+            }
+            Err(e) if not_found(&e) => {
+                let objects = root.join("objects");
+                if objects.is_dir() && fs::read_dir(&objects)?.next().is_some() {
+                    return Err(io::Error::other(format!(
+                        "{} has objects but no FORMAT file: it was written by an older berth \
+                         whose layout this one cannot read",
+                        root.display()
+                    )));
+                }
+                ensure_dir(&root.join("tmp"))?;
+                let temp = root.join("tmp").join(format!("format-{}", random_id()));
+                let mut file = File::create(&temp)?;
+                file.write_all(FORMAT.as_bytes())?;
+                file.sync_all()?;
+                fs::rename(&temp, &format_file)?;
+                fsync_dir(&root)?;
+            }
+            Err(e) => return Err(e),
+        }
+        for sub in ["objects", "multipart", "locks", "tmp"] {
+            ensure_dir(&root.join(sub))?;
         }
         for stripe in 0..LOCK_STRIPES {
             let path = root.join("locks").join(stripe.to_string());
             if !path.exists() {
-                File::create(path)?;
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path)?;
             }
         }
-        Ok(DirectoryBackend {
-            root: Arc::new(root.canonicalize()?),
-        })
+        let backend = DirectoryBackend {
+            root: Arc::new(root),
+        };
+        backend.clean_up()?;
+        Ok(backend)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// The object file of `key`. Keys come from the engine (validated names, digests, hex ids),
-    /// but a key that could escape the root is refused all the same.
-    fn object_path(&self, key: &str, suffix: &str) -> io::Result<PathBuf> {
-        let unsafe_segment =
-            |s: &str| s.is_empty() || s == "." || s == ".." || s.contains(['\\', '\0', '@']);
-        if key.split('/').any(unsafe_segment) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing storage key {key:?}"),
-            ));
+    /// Removes what crashes leave behind: temporary files and directories older than an hour,
+    /// and multipart directories whose data was already published. Safe while other processes
+    /// use the directory.
+    pub fn clean_up(&self) -> io::Result<()> {
+        let now = SystemTime::now();
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let entry = entry?;
+            let Ok(meta) = entry.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > STALE_TEMP);
+            if old {
+                let result = if meta.is_dir() {
+                    fs::remove_dir_all(entry.path())
+                } else {
+                    fs::remove_file(entry.path())
+                };
+                match result {
+                    Err(e) if !not_found(&e) => return Err(e),
+                    _ => {}
+                }
+            }
         }
-        Ok(self.root.join("objects").join(format!("{key}@{suffix}")))
+        for entry in fs::read_dir(self.root.join("multipart"))? {
+            let entry = entry?;
+            if !entry.path().join("data").exists() {
+                // Completed (data renamed away) or aborted but not yet removed.
+                match fs::remove_dir_all(entry.path()) {
+                    Err(e) if !not_found(&e) => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
+    fn objects(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    /// The file of the object `key`.
+    pub fn object_path(&self, key: &str) -> io::Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.objects().join(format!("{key}@")))
+    }
+
+    fn temp_path(&self, what: &str) -> PathBuf {
+        self.root.join("tmp").join(format!("{what}-{}", random_id()))
+    }
+
+    /// Takes the lock of `key` (held until the returned file is dropped).
     fn lock(&self, key: &str) -> io::Result<File> {
-        // FNV-1a: a stable spread of keys over the lock stripes, the same in every process.
+        // FNV-1a: a stable spread of keys over the stripes, the same in every process.
         let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
@@ -140,57 +325,67 @@ impl DirectoryBackend {
         Ok(file)
     }
 
-    fn stored(&self, key: &str) -> io::Result<Option<Stored>> {
-        let path = self.object_path(key, "")?;
-        match fs::metadata(&path) {
-            Ok(meta) => return Ok(Some(Stored::File(path, meta))),
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            Err(_) => {}
-        }
-        let path = self.object_path(key, "parts")?;
-        match fs::read(&path) {
-            Ok(bytes) => {
-                let meta = fs::metadata(&path)?;
-                let composite: Composite =
-                    serde_json::from_slice(&bytes).map_err(io::Error::other)?;
-                Ok(Some(Stored::Parts(path, meta, composite)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+    fn open_object(&self, key: &str) -> io::Result<Option<Opened>> {
+        match File::open(self.object_path(key)?) {
+            Ok(file) => read_header(file).map(Some),
+            Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn object_meta(stored: &Stored) -> ObjectMeta {
-        match stored {
-            Stored::File(_, meta) => ObjectMeta {
-                size: meta.size(),
-                etag: etag_of(meta),
-            },
-            Stored::Parts(_, meta, composite) => ObjectMeta {
-                size: composite.size(),
-                etag: etag_of(meta),
-            },
+    /// Writes a new object file (header with a fresh version, then `body`) in `tmp/`, fsynced.
+    fn write_temp_object(&self, body: &[u8]) -> io::Result<(PathBuf, [u8; 16])> {
+        let version = random_bytes::<16>();
+        let path = self.temp_path("put");
+        let result = (|| {
+            let mut file = File::create(&path)?;
+            file.write_all(&header(&version))?;
+            file.write_all(body)?;
+            file.sync_all()
+        })();
+        match result {
+            Ok(()) => Ok((path, version)),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
         }
     }
 
-    /// Writes `bytes` to a fresh temporary file and fsyncs it.
-    fn write_temp(&self, bytes: &[u8]) -> io::Result<PathBuf> {
-        let path = self.root.join("tmp").join(random_id());
-        let mut file = File::create(&path)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        Ok(path)
-    }
-
-    /// Renames a temporary file into place and makes the rename durable.
-    fn publish(temp: &Path, target: &Path) -> io::Result<fs::Metadata> {
+    /// Moves `temp` to `target` with `place` (rename or link), creating the parent directory
+    /// (again, if a concurrent delete pruned it), then makes the new entry durable.
+    fn place(
+        temp: &Path,
+        target: &Path,
+        place: impl Fn(&Path, &Path) -> io::Result<()>,
+    ) -> io::Result<()> {
         let dir = target
             .parent()
             .ok_or_else(|| io::Error::other("object path has no parent"))?;
-        fs::create_dir_all(dir)?;
-        fs::rename(temp, target)?;
-        fsync_dir(dir)?;
-        fs::metadata(target)
+        let mut attempt = 0;
+        loop {
+            ensure_dir(dir)?;
+            match place(temp, target) {
+                Err(e) if not_found(&e) && attempt < PLACE_ATTEMPTS && temp.exists() => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return fsync_dir(dir),
+            }
+        }
+    }
+
+    /// Removes the now empty directories above `path`, up to `objects/`. A directory that is
+    /// not empty (or that a writer just filled) stays.
+    fn prune(&self, path: &Path) {
+        let objects = self.objects();
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == objects || !d.starts_with(&objects) || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
     }
 
     pub async fn execute(&self, effect: Effect) -> Outcome {
@@ -200,14 +395,15 @@ impl DirectoryBackend {
             .unwrap_or_else(|e| Outcome::Failed(format!("storage task failed: {e}")))
     }
 
-    fn execute_blocking(&self, effect: Effect) -> Outcome {
+    /// Executes one storage effect on the calling thread (it blocks on the filesystem).
+    pub fn execute_blocking(&self, effect: Effect) -> Outcome {
         match effect {
-            Effect::Head { key } => match self.stored(&key) {
-                Ok(Some(stored)) => Outcome::Found(Self::object_meta(&stored)),
+            Effect::Head { key } => match self.open_object(&key) {
+                Ok(Some(opened)) => Outcome::Found(opened.meta()),
                 Ok(None) => Outcome::NotFound,
                 Err(e) => failed(&key, e),
             },
-            Effect::Get { key, range } => match self.read_all(&key, range) {
+            Effect::Get { key, range } => match self.get(&key, range) {
                 Ok(Some((meta, bytes))) => Outcome::Object { meta, bytes },
                 Ok(None) => Outcome::NotFound,
                 Err(e) => failed(&key, e),
@@ -252,162 +448,166 @@ impl DirectoryBackend {
                 .abort(&upload_id)
                 .map_or_else(|e| failed(&key, e), |()| Outcome::Deleted),
             Effect::ReadBody => Outcome::Failed("storage does not read request bodies".into()),
-            _ => Outcome::Failed("effect not supported by the directory backend".into()),
+            other => Outcome::Failed(format!(
+                "the directory backend does not know the effect {}",
+                other.operation()
+            )),
         }
     }
 
-    fn read_all(
-        &self,
-        key: &str,
-        range: Option<ByteRange>,
-    ) -> io::Result<Option<(ObjectMeta, Bytes)>> {
-        let Some(stored) = self.stored(key)? else {
+    fn get(&self, key: &str, range: Option<ByteRange>) -> io::Result<Option<(ObjectMeta, Bytes)>> {
+        let Some(opened) = self.open_object(key)? else {
             return Ok(None);
         };
-        let meta = Self::object_meta(&stored);
-        let (first, len) = clamp(range, meta.size);
-        let mut out = Vec::with_capacity(len as usize);
-        for (path, start, take) in self.segments(&stored, first, len) {
-            let mut file = File::open(path)?;
-            file.seek(SeekFrom::Start(start))?;
-            file.take(take).read_to_end(&mut out)?;
-        }
-        Ok(Some((meta, Bytes::from(out))))
+        let (first, len) = clamp(range, opened.size);
+        let mut bytes = vec![0u8; usize::try_from(len).map_err(io::Error::other)?];
+        opened.file.read_exact_at(&mut bytes, HEADER_LEN + first)?;
+        Ok(Some((opened.meta(), Bytes::from(bytes))))
     }
 
-    /// The files, offsets and lengths that make up `len` bytes of an object from `first`.
-    fn segments(&self, stored: &Stored, first: u64, len: u64) -> Vec<(PathBuf, u64, u64)> {
-        match stored {
-            Stored::File(path, _) => vec![(path.clone(), first, len)],
-            Stored::Parts(_, _, composite) => {
-                let mut out = Vec::new();
-                let (mut skip, mut left) = (first, len);
-                for (number, size) in &composite.parts {
-                    if left == 0 {
-                        break;
-                    }
-                    if skip >= *size {
-                        skip -= size;
-                        continue;
-                    }
-                    let take = (size - skip).min(left);
-                    out.push((
-                        self.root
-                            .join("parts")
-                            .join(&composite.upload_id)
-                            .join(number.to_string()),
-                        skip,
-                        take,
-                    ));
-                    left -= take;
-                    skip = 0;
+    fn put(&self, key: &str, body: &[u8], condition: &Condition) -> io::Result<Outcome> {
+        let target = self.object_path(key)?;
+        let (temp, version) = self.write_temp_object(body)?;
+        let result = self.put_temp(key, &temp, &target, condition);
+        // After a link, or a refusal, the temporary name is still there.
+        let _ = fs::remove_file(&temp);
+        Ok(match result? {
+            true => Outcome::Stored {
+                etag: etag_of(&version),
+            },
+            false => Outcome::PreconditionFailed,
+        })
+    }
+
+    /// Places the temporary object file; `false` if the condition did not hold.
+    fn put_temp(
+        &self,
+        key: &str,
+        temp: &Path,
+        target: &Path,
+        condition: &Condition,
+    ) -> io::Result<bool> {
+        match condition {
+            Condition::IfNoneMatch => {
+                match Self::place(temp, target, |from, to| fs::hard_link(from, to)) {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e),
                 }
-                out
+            }
+            Condition::IfMatch(etag) => {
+                let _lock = self.lock(key)?;
+                match self.open_object(key)? {
+                    Some(current) if &etag_of(&current.version) == etag => {}
+                    _ => return Ok(false),
+                }
+                Self::place(temp, target, |from, to| fs::rename(from, to))?;
+                Ok(true)
+            }
+            Condition::None => {
+                let _lock = self.lock(key)?;
+                Self::place(temp, target, |from, to| fs::rename(from, to))?;
+                Ok(true)
             }
         }
     }
 
-    fn put(&self, key: &str, body: &[u8], condition: &Condition) -> io::Result<Outcome> {
-        let target = self.object_path(key, "")?;
-        let temp = self.write_temp(body)?;
-        let _lock = self.lock(key)?;
-        let current = self.stored(key)?;
-        let allowed = match condition {
-            Condition::None => true,
-            Condition::IfNoneMatch => current.is_none(),
-            Condition::IfMatch(etag) => current
-                .as_ref()
-                .is_some_and(|s| &Self::object_meta(s).etag == etag),
-        };
-        if !allowed {
-            fs::remove_file(&temp)?;
-            return Ok(Outcome::PreconditionFailed);
-        }
-        let meta = Self::publish(&temp, &target)?;
-        if let Some(Stored::Parts(path, _, composite)) = current {
-            self.remove_composite(&path, &composite)?;
-        }
-        Ok(Outcome::Stored {
-            etag: etag_of(&meta),
-        })
-    }
-
-    fn remove_composite(&self, path: &Path, composite: &Composite) -> io::Result<()> {
-        fs::remove_file(path)?;
-        match fs::remove_dir_all(self.root.join("parts").join(&composite.upload_id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
     fn delete(&self, key: &str) -> io::Result<()> {
-        let _lock = self.lock(key)?;
-        match self.stored(key)? {
-            Some(Stored::File(path, _)) => fs::remove_file(path),
-            Some(Stored::Parts(path, _, composite)) => self.remove_composite(&path, &composite),
-            None => Ok(()),
+        let path = self.object_path(key)?;
+        {
+            let _lock = self.lock(key)?;
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    if let Some(dir) = path.parent() {
+                        fsync_dir(dir)?;
+                    }
+                }
+                Err(e) if not_found(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
+        self.prune(&path);
+        Ok(())
     }
 
-    fn list(
+    /// S3 list semantics (see [`Listing::from_sorted_keys`]), read from the directory tree in
+    /// key order without visiting subtrees that cannot contribute: those outside the prefix,
+    /// those wholly at or before `start_after`, and those rolled up into one common prefix.
+    pub fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
         delimiter: Option<char>,
     ) -> io::Result<Listing> {
-        // Walk the deepest directory that contains every key with this prefix.
-        let base = match prefix.rfind('/') {
-            Some(i) => &prefix[..=i],
-            None => "",
-        };
-        let mut keys = Vec::new();
-        let dir = self.root.join("objects").join(base);
-        collect_keys(&dir, base, &mut keys)?;
-        keys.sort_unstable();
-        Ok(Listing::from_sorted_keys(
-            keys.iter().map(String::as_str),
+        let mut walk = Walk {
             prefix,
             start_after,
             limit,
             delimiter,
-        ))
+            listing: Listing::default(),
+            done: false,
+        };
+        walk.dir(&self.objects(), "")?;
+        Ok(walk.listing)
     }
 
-    fn multipart_meta(&self, upload_id: &str) -> io::Result<Option<OpenUpload>> {
-        if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    fn upload_dir(&self, upload_id: &str) -> Option<PathBuf> {
+        let valid = upload_id.len() == 32 && upload_id.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| self.root.join("multipart").join(upload_id))
+    }
+
+    /// Opens an upload for writing: its lock (held while the file lives) and its record.
+    fn lock_upload(&self, upload_id: &str) -> io::Result<Option<(File, OpenUpload, PathBuf)>> {
+        let Some(dir) = self.upload_dir(upload_id) else {
+            return Ok(None);
+        };
+        let file = match File::open(dir.join("upload.json")) {
+            Ok(file) => file,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        file.lock()?;
+        // Completion or abort may have removed the upload while this waited for the lock.
+        if !dir.join("data").exists() {
             return Ok(None);
         }
-        match fs::read(
-            self.root
-                .join("multipart")
-                .join(format!("{upload_id}.json")),
-        ) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).map_err(io::Error::other)?,
-            )),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let record: OpenUpload =
+            serde_json::from_reader(&file).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(Some((file, record, dir)))
     }
 
     fn create_multipart(&self, key: &str, part_size: u64) -> io::Result<Outcome> {
-        self.object_path(key, "")?;
+        check_key(key)?;
+        if part_size == 0 {
+            return Ok(Outcome::Failed("part size must be positive".into()));
+        }
         let upload_id = random_id();
-        fs::create_dir_all(self.root.join("parts").join(&upload_id))?;
-        let meta = serde_json::to_vec(&OpenUpload {
-            key: key.to_owned(),
-            part_size,
-        })
-        .map_err(io::Error::other)?;
-        let temp = self.write_temp(&meta)?;
-        Self::publish(
-            &temp,
-            &self
-                .root
-                .join("multipart")
-                .join(format!("{upload_id}.json")),
-        )?;
+        let building = self.temp_path("multipart");
+        fs::create_dir(&building)?;
+        let result = (|| {
+            let mut record = File::create(building.join("upload.json"))?;
+            serde_json::to_writer(
+                &mut record,
+                &OpenUpload {
+                    key: key.to_owned(),
+                    part_size,
+                },
+            )
+            .map_err(io::Error::other)?;
+            record.sync_all()?;
+            let mut data = File::create(building.join("data"))?;
+            data.write_all(&[0u8; HEADER_LEN as usize])?;
+            data.sync_all()?;
+            fsync_dir(&building)?;
+            let target = self.root.join("multipart").join(&upload_id);
+            fs::rename(&building, &target)?;
+            fsync_dir(&self.root.join("multipart"))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&building);
+            return Err(e);
+        }
         Ok(Outcome::MultipartCreated { upload_id })
     }
 
@@ -418,87 +618,149 @@ impl DirectoryBackend {
         number: u32,
         body: &[u8],
     ) -> io::Result<Outcome> {
-        match self.multipart_meta(upload_id)? {
-            Some(open) if open.key == key => {}
-            _ => return Ok(Outcome::NotFound),
+        let Some((_lock, upload, dir)) = self.lock_upload(upload_id)? else {
+            return Ok(Outcome::NotFound);
+        };
+        if upload.key != key {
+            return Ok(Outcome::NotFound);
         }
-        let temp = self.write_temp(body)?;
-        let meta = Self::publish(
-            &temp,
-            &self
-                .root
-                .join("parts")
-                .join(upload_id)
-                .join(number.to_string()),
-        )?;
+        if !(1..=MAX_PART_NUMBER).contains(&number) {
+            return Ok(Outcome::Failed(format!(
+                "part number {number} is outside 1..={MAX_PART_NUMBER}"
+            )));
+        }
+        if body.len() as u64 > upload.part_size {
+            return Ok(Outcome::Failed(format!(
+                "part {number} has {} bytes, more than the upload's part size {}",
+                body.len(),
+                upload.part_size
+            )));
+        }
+        // Forget the part's previous version before touching its bytes, durably: a crash
+        // mid-write must not leave a record that vouches for half-overwritten bytes.
+        let record_path = dir.join(format!("part-{number}"));
+        match fs::remove_file(&record_path) {
+            Ok(()) => fsync_dir(&dir)?,
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let data = OpenOptions::new().write(true).open(dir.join("data"))?;
+        let offset = HEADER_LEN + u64::from(number - 1) * upload.part_size;
+        data.write_all_at(body, offset)?;
+        data.sync_data()?;
+        let version = random_bytes::<16>();
+        let temp = self.temp_path("part");
+        let mut record = File::create(&temp)?;
+        writeln!(record, "{} {}", hex(&version), body.len())?;
+        record.sync_all()?;
+        fs::rename(&temp, &record_path)?;
+        fsync_dir(&dir)?;
         Ok(Outcome::PartUploaded {
-            etag: etag_of(&meta),
+            etag: etag_of(&version),
         })
+    }
+
+    /// A part's record: its etag and length.
+    fn part_record(dir: &Path, number: u32) -> io::Result<Option<(String, u64)>> {
+        let text = match fs::read_to_string(dir.join(format!("part-{number}"))) {
+            Ok(text) => text,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let parsed = text.trim().split_once(' ').and_then(|(version, len)| {
+            Some((format!("\"{version}\""), len.parse::<u64>().ok()?))
+        });
+        parsed
+            .map(Some)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad part record"))
     }
 
     fn complete(&self, key: &str, upload_id: &str, parts: &[CompletedPart]) -> io::Result<Outcome> {
-        match self.multipart_meta(upload_id)? {
-            Some(open) if open.key == key => {}
-            _ => return Ok(Outcome::NotFound),
+        let Some((_lock, upload, dir)) = self.lock_upload(upload_id)? else {
+            return Ok(Outcome::NotFound);
+        };
+        if upload.key != key {
+            return Ok(Outcome::NotFound);
         }
-        let dir = self.root.join("parts").join(upload_id);
-        let mut listed = Vec::with_capacity(parts.len());
-        for part in parts {
-            let meta = fs::metadata(dir.join(part.part_number.to_string()))?;
-            if etag_of(&meta) != part.etag {
+        if parts.is_empty() {
+            return Ok(Outcome::Failed(
+                "a multipart upload needs at least one part".into(),
+            ));
+        }
+        let mut total = 0u64;
+        for (i, part) in parts.iter().enumerate() {
+            if part.part_number as usize != i + 1 {
                 return Ok(Outcome::Failed(format!(
-                    "part {} does not have etag {}",
+                    "the directory backend completes parts numbered 1, 2, 3, … (parts sit at \
+                     fixed offsets); part {} is listed {}",
+                    part.part_number,
+                    i + 1
+                )));
+            }
+            let Some((etag, len)) = Self::part_record(&dir, part.part_number)? else {
+                return Ok(Outcome::Failed(format!(
+                    "part {} was never uploaded (or its upload did not finish)",
+                    part.part_number
+                )));
+            };
+            if etag != part.etag {
+                return Ok(Outcome::Failed(format!(
+                    "part {} has etag {etag}, not {}",
                     part.part_number, part.etag
                 )));
             }
-            listed.push((part.part_number, meta.size()));
-        }
-        // Parts that were uploaded but not listed are discarded, as S3 does.
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let listed_here = name
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-                .is_some_and(|n| listed.iter().any(|(p, _)| *p == n));
-            if !listed_here {
-                fs::remove_file(entry.path())?;
+            let last = i + 1 == parts.len();
+            if !last && len != upload.part_size {
+                return Ok(Outcome::Failed(format!(
+                    "part {} has {len} bytes; every part but the last must have {}",
+                    part.part_number, upload.part_size
+                )));
             }
+            total += len;
         }
-        let composite = serde_json::to_vec(&Composite {
-            upload_id: upload_id.to_owned(),
-            parts: listed,
-        })
-        .map_err(io::Error::other)?;
-        let temp = self.write_temp(&composite)?;
-        let target = self.object_path(key, "parts")?;
-        let _lock = self.lock(key)?;
-        let meta = Self::publish(&temp, &target)?;
-        fs::remove_file(
-            self.root
-                .join("multipart")
-                .join(format!("{upload_id}.json")),
-        )?;
+        let data_path = dir.join("data");
+        let data = OpenOptions::new().write(true).open(&data_path)?;
+        data.set_len(HEADER_LEN + total)?;
+        let version = random_bytes::<16>();
+        data.write_all_at(&header(&version), 0)?;
+        data.sync_all()?;
+        drop(data);
+        let target = self.object_path(key)?;
+        {
+            let _key_lock = self.lock(key)?;
+            Self::place(&data_path, &target, |from, to| fs::rename(from, to))?;
+        }
+        // The object is published; the upload's directory is now garbage.
+        self.remove_upload_dir(&dir)?;
         Ok(Outcome::Stored {
-            etag: etag_of(&meta),
+            etag: etag_of(&version),
         })
+    }
+
+    /// Makes an upload's directory disappear at once (rename), then removes it.
+    fn remove_upload_dir(&self, dir: &Path) -> io::Result<()> {
+        let doomed = self.temp_path("gone");
+        match fs::rename(dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        fsync_dir(&self.root.join("multipart"))?;
+        match fs::remove_dir_all(&doomed) {
+            Err(e) if !not_found(&e) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn abort(&self, upload_id: &str) -> io::Result<()> {
-        if self.multipart_meta(upload_id)?.is_none() {
+        let Some((_lock, _, dir)) = self.lock_upload(upload_id)? else {
             return Ok(());
-        }
-        match fs::remove_dir_all(self.root.join("parts").join(upload_id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        fs::remove_file(
-            self.root
-                .join("multipart")
-                .join(format!("{upload_id}.json")),
-        )
+        };
+        self.remove_upload_dir(&dir)
     }
 
+    /// Streams an object (or an inclusive range of it) from one open file: a concurrent
+    /// replacement or delete does not change what this reader sees.
     pub async fn open_stream(
         &self,
         key: &str,
@@ -506,81 +768,174 @@ impl DirectoryBackend {
     ) -> io::Result<ObjectStream> {
         let this = self.clone();
         let key = key.to_owned();
-        let segments = tokio::task::spawn_blocking(move || -> io::Result<_> {
-            let stored = this
-                .stored(&key)?
+        let (opened, first, len) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let opened = this
+                .open_object(&key)?
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, key.clone()))?;
-            let (first, len) = clamp(range, Self::object_meta(&stored).size);
-            Ok(this.segments(&stored, first, len))
+            let (first, len) = clamp(range, opened.size);
+            Ok((opened, first, len))
         })
         .await
         .map_err(io::Error::other)??;
+        let file = Arc::new(opened.file);
         Ok(Box::pin(futures_util::stream::try_unfold(
-            (segments.into_iter(), None::<(tokio::fs::File, u64)>),
-            |(mut segments, mut current)| async move {
-                use tokio::io::{AsyncReadExt, AsyncSeekExt};
-                loop {
-                    if let Some((file, left)) = current.as_mut()
-                        && *left > 0
-                    {
-                        let mut buffer = vec![0u8; READ_CHUNK.min(*left as usize)];
-                        let n = file.read(&mut buffer).await?;
-                        if n == 0 {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "object shorter than recorded",
-                            ));
-                        }
-                        buffer.truncate(n);
-                        *left -= n as u64;
-                        return Ok(Some((Bytes::from(buffer), (segments, current))));
-                    }
-                    let Some((path, start, len)) = segments.next() else {
-                        return Ok(None);
-                    };
-                    let mut file = tokio::fs::File::open(path).await?;
-                    file.seek(SeekFrom::Start(start)).await?;
-                    current = Some((file, len));
+            (file, HEADER_LEN + first, len),
+            |(file, offset, left)| async move {
+                if left == 0 {
+                    return Ok(None);
                 }
+                let want = READ_CHUNK.min(usize::try_from(left).unwrap_or(READ_CHUNK));
+                let reader = file.clone();
+                let buffer = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+                    let mut buffer = vec![0u8; want];
+                    reader.read_exact_at(&mut buffer, offset)?;
+                    Ok(buffer)
+                })
+                .await
+                .map_err(io::Error::other)??;
+                let n = buffer.len() as u64;
+                Ok(Some((Bytes::from(buffer), (file, offset + n, left - n))))
             },
         )))
     }
 }
 
-/// The first byte and length an optional inclusive range covers in an object of `size` bytes.
-fn clamp(range: Option<ByteRange>, size: u64) -> (u64, u64) {
-    match range {
-        None => (0, size),
-        Some(r) => {
-            let first = r.first.min(size);
-            let end = r.last.saturating_add(1).min(size);
-            (first, end.saturating_sub(first))
-        }
-    }
+/// One `List`: a depth-first walk of `objects/` in key order.
+struct Walk<'a> {
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+    limit: usize,
+    delimiter: Option<char>,
+    listing: Listing,
+    done: bool,
 }
 
-/// Every key stored under `dir` (whose keys start with `base`).
-fn collect_keys(dir: &Path, base: &str, out: &mut Vec<String>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+enum Entry {
+    Key,
+    Dir(PathBuf),
+}
+
+/// The entries of one directory of `objects/` as (key or key prefix, kind), in key order.
+fn entries(dir: &Path, base: &str) -> io::Result<Vec<(String, Entry)>> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        // A concurrent delete may prune a directory the walk is about to read.
+        Err(e) if not_found(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut seen = BTreeMap::new();
-    for entry in entries {
-        let entry = entry?;
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if entry.file_type()?.is_dir() {
-            collect_keys(&entry.path(), &format!("{base}{name}/"), out)?;
-        } else if let Some(stem) = name
-            .strip_suffix('@')
-            .or_else(|| name.strip_suffix("@parts"))
-        {
-            seen.insert(format!("{base}{stem}"), ());
+        let is_dir = match entry.file_type() {
+            Ok(t) => t.is_dir(),
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if is_dir {
+            out.push((format!("{base}{name}/"), Entry::Dir(entry.path())));
+        } else if let Some(stem) = name.strip_suffix('@') {
+            out.push((format!("{base}{stem}"), Entry::Key));
         }
     }
-    out.extend(seen.into_keys());
-    Ok(())
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Whether any object lives under `dir`.
+fn has_key(dir: &Path) -> io::Result<bool> {
+    for (_, entry) in entries(dir, "")? {
+        match entry {
+            Entry::Key => return Ok(true),
+            Entry::Dir(path) => {
+                if has_key(&path)? {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, base: &str) -> io::Result<()> {
+        for (key, entry) in entries(dir, base)? {
+            if self.done {
+                break;
+            }
+            match entry {
+                Entry::Key => self.offer_key(&key),
+                Entry::Dir(path) => {
+                    // `key` ends with '/': every key below starts with it.
+                    if !key.starts_with(self.prefix) && !self.prefix.starts_with(&key) {
+                        continue;
+                    }
+                    if self
+                        .start_after
+                        .is_some_and(|after| after > key.as_str() && !after.starts_with(&key))
+                    {
+                        continue;
+                    }
+                    match self.rolled_up(&key) {
+                        Some(common) if key.starts_with(self.prefix) => {
+                            let common = common.to_owned();
+                            if self.skips_common(&common) || !has_key(&path)? {
+                                continue;
+                            }
+                            self.push(None, Some(common));
+                        }
+                        _ => self.dir(&path, &key)?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The common prefix `key` rolls up into, if it has the delimiter after the prefix.
+    fn rolled_up<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let d = self.delimiter?;
+        let rest = key.get(self.prefix.len()..)?;
+        rest.find(d)
+            .map(|i| &key[..self.prefix.len() + i + d.len_utf8()])
+    }
+
+    fn skips_common(&self, common: &str) -> bool {
+        self.listing
+            .common_prefixes
+            .last()
+            .is_some_and(|last| last == common)
+            || self.start_after.is_some_and(|after| common <= after)
+    }
+
+    fn offer_key(&mut self, key: &str) {
+        if !key.starts_with(self.prefix) || self.start_after.is_some_and(|after| key <= after) {
+            return;
+        }
+        match self.rolled_up(key) {
+            Some(common) => {
+                if !self.skips_common(common) {
+                    let common = common.to_owned();
+                    self.push(None, Some(common));
+                }
+            }
+            None => self.push(Some(key.to_owned()), None),
+        }
+    }
+
+    fn push(&mut self, key: Option<String>, common: Option<String>) {
+        if self.listing.keys.len() + self.listing.common_prefixes.len() == self.limit {
+            self.listing.truncated = true;
+            self.done = true;
+            return;
+        }
+        self.listing.keys.extend(key);
+        self.listing.common_prefixes.extend(common);
+    }
 }

@@ -1,5 +1,11 @@
 //! Storage backends: each executes the engine's storage effects with S3 semantics and streams
 //! stored objects into responses.
+//!
+//! | backend | create-only (`If-None-Match: *`) | compare-and-swap (`If-Match`) | multipart |
+//! |---|---|---|---|
+//! | [`directory`] | `link(2)` of a fsynced temp file | key lock (`flock`) + version check + `rename(2)` | parts at fixed offsets of one file; completion renames it |
+//! | [`memory`] | under the store's mutex | under the store's mutex | parts in memory, assembled |
+//! | [`s3`] | the bucket's `If-None-Match: *` | the bucket's `If-Match` | the bucket's multipart API |
 
 pub mod directory;
 pub mod memory;
@@ -49,6 +55,20 @@ impl Backend {
             Backend::Memory(m) => m.execute(effect),
             Backend::Directory(d) => d.execute(effect).await,
             Backend::S3(s) => s.execute(effect).await,
+        }
+    }
+
+    /// Removes what crashes leave behind (the directory backend's stale temporary files);
+    /// runs with each maintenance pass.
+    pub async fn clean_up(&self) -> io::Result<()> {
+        match self {
+            Backend::Directory(d) => {
+                let d = d.clone();
+                tokio::task::spawn_blocking(move || d.clean_up())
+                    .await
+                    .map_err(io::Error::other)?
+            }
+            Backend::Memory(_) | Backend::S3(_) => Ok(()),
         }
     }
 

@@ -7,6 +7,7 @@
 //! listing with an offset (S3's `start-after`) or a delimiter. It numbers parts by position,
 //! which the engine's dense part numbering matches.
 
+use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     UpdateVersion,
@@ -30,8 +32,11 @@ pub struct S3Options {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
     /// Allow `http://` endpoints (local S3 servers).
     pub allow_http: bool,
+    /// Address the bucket as `https://<bucket>.<endpoint>` instead of `<endpoint>/<bucket>`.
+    pub virtual_hosted_style: bool,
 }
 
 pub struct S3Backend {
@@ -62,7 +67,8 @@ impl S3Backend {
         };
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_allow_http(options.allow_http);
+            .with_allow_http(options.allow_http)
+            .with_virtual_hosted_style_request(options.virtual_hosted_style);
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
@@ -74,6 +80,9 @@ impl S3Backend {
         }
         if let Some(secret) = &options.secret_access_key {
             builder = builder.with_secret_access_key(secret);
+        }
+        if let Some(token) = &options.session_token {
+            builder = builder.with_token(token);
         }
         let store = builder.build().map_err(io::Error::other)?;
         let backend = S3Backend {
@@ -291,6 +300,8 @@ impl S3Backend {
         }
     }
 
+    /// One `ListObjectsV2` request: S3's prefix, start-after, delimiter and max-keys are
+    /// exactly the effect's arguments, so a page costs one round trip however large the bucket.
     async fn list(
         &self,
         prefix: &str,
@@ -298,64 +309,59 @@ impl S3Backend {
         limit: usize,
         delimiter: Option<char>,
     ) -> Result<Outcome, String> {
-        let dir = prefix.trim_end_matches('/');
-        if !prefix.is_empty() && !prefix.ends_with('/') {
-            return Err(format!("list prefixes must end with '/': {prefix:?}"));
+        if limit == 0 {
+            // S3 answers max-keys=0 with nothing; whether more exists is one key away.
+            let probe = Box::pin(self.list(prefix, start_after, 1, delimiter)).await?;
+            let more = match probe {
+                Outcome::Listed(l) => !l.keys.is_empty() || !l.common_prefixes.is_empty(),
+                _ => false,
+            };
+            return Ok(Outcome::Listed(Listing {
+                truncated: more,
+                ..Listing::default()
+            }));
         }
-        let dir_path = if dir.is_empty() && self.prefix.is_empty() {
-            None
-        } else {
-            Some(self.path(dir)?)
+        let full_prefix = format!("{}{prefix}", self.prefix);
+        let options = PaginatedListOptions {
+            offset: start_after.map(|a| format!("{}{a}", self.prefix)),
+            delimiter: delimiter.map(|d| Cow::Owned(d.to_string())),
+            max_keys: Some(limit.min(1000)),
+            ..Default::default()
         };
-        let mut listing = Listing::default();
-        if let Some(d) = delimiter {
-            if d != '/' {
-                return Err("only '/' is supported as a delimiter".into());
-            }
-            let result = self
-                .store
-                .list_with_delimiter(dir_path.as_ref())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut entries: Vec<(String, bool)> = result
-                .objects
-                .iter()
-                .map(|o| (self.key_of(&o.location), false))
-                .chain(
-                    result
-                        .common_prefixes
-                        .iter()
-                        .map(|p| (format!("{}/", self.key_of(p)), true)),
-                )
-                .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a))
-                .collect();
-            entries.sort();
-            listing.truncated = entries.len() > limit;
-            for (key, is_prefix) in entries.into_iter().take(limit) {
-                if is_prefix {
-                    listing.common_prefixes.push(key)
-                } else {
-                    listing.keys.push(key)
-                }
-            }
-            return Ok(Outcome::Listed(listing));
-        }
-        let stream = match start_after.filter(|a| *a >= prefix) {
-            Some(after) => self
-                .store
-                .list_with_offset(dir_path.as_ref(), &self.path(after)?),
-            None => self.store.list(dir_path.as_ref()),
-        };
-        let mut keys: Vec<String> = stream
-            .take(limit + 1)
-            .map_ok(|meta| self.key_of(&meta.location))
-            .try_collect()
+        let page = self
+            .store
+            .list_paginated(
+                (!full_prefix.is_empty()).then_some(full_prefix.as_str()),
+                options,
+            )
             .await
             .map_err(|e| e.to_string())?;
-        keys.sort();
-        listing.truncated = keys.len() > limit;
-        keys.truncate(limit);
-        listing.keys = keys;
+        // Keep exactly the engine's semantics whatever the server's reading of start-after
+        // with a delimiter: nothing at or before it.
+        let after = |k: &str| start_after.is_none_or(|a| k > a);
+        let mut listing = Listing {
+            keys: page
+                .result
+                .objects
+                .iter()
+                .map(|o| self.key_of(&o.location))
+                .filter(|k| after(k))
+                .collect(),
+            common_prefixes: page
+                .result
+                .common_prefixes
+                .iter()
+                .map(|p| match delimiter {
+                    // object_store's paths drop the trailing '/'.
+                    Some('/') => format!("{}/", self.key_of(p)),
+                    _ => self.key_of(p),
+                })
+                .filter(|k| after(k))
+                .collect(),
+            truncated: page.page_token.is_some(),
+        };
+        listing.keys.sort();
+        listing.common_prefixes.sort();
         Ok(Outcome::Listed(listing))
     }
 

@@ -1,0 +1,271 @@
+//! `berth serve` and `berth maintain`: listening, TLS, HTTP/1.1 and HTTP/2, connection limits
+//! and timeouts, the maintenance schedule, graceful shutdown.
+//!
+//! What holds a connection open, and for how long at most:
+//! - the TLS handshake, then each request head: `header_timeout` (a slow-loris sending its
+//!   headers a byte at a time is cut off);
+//! - no request in flight (between keep-alive requests, HTTP/2 included, and before the first
+//!   byte): `idle_timeout`;
+//! - a request body that stops arriving: `body_timeout` without a byte fails the request;
+//! - a response body the client stops reading: `send_timeout`;
+//! - and at most `max_connections` connections are served at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::config::{LogFormat, Resolved, Settings};
+use crate::server::{Activity, Server};
+use crate::storage::Backend;
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn build(settings: &Settings) -> Result<(Resolved, Arc<Server>), String> {
+    let resolved = settings.resolve()?;
+    init_logging(resolved.log_format);
+    let registry =
+        berth_engine::Registry::new(resolved.engine.clone()).map_err(|e| e.to_string())?;
+    let backend = Backend::open(&resolved.storage, &resolved.s3)
+        .await
+        .map_err(|e| format!("storage {}: {e}", resolved.storage))?;
+    let server = Server {
+        registry,
+        backend,
+        metrics: Arc::default(),
+        body_timeout: Duration::from_secs(resolved.body_timeout_secs),
+    };
+    Ok((resolved, Arc::new(server)))
+}
+
+/// `berth maintain`: one maintenance pass, its summary on stdout.
+pub async fn maintain_once(settings: Settings) -> Result<(), String> {
+    let (_, server) = build(&settings).await?;
+    let (status, summary) = server.maintain().await;
+    println!("{summary}");
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("maintenance failed: {status}"))
+    }
+}
+
+/// Runs maintenance every `interval` until the process ends.
+async fn maintenance_loop(server: Arc<Server>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let (status, summary) = server.maintain().await;
+        tracing::info!(status = status.as_u16(), summary, "maintenance");
+    }
+}
+
+/// Limits that apply to every connection.
+#[derive(Clone, Copy)]
+struct Limits {
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    send_timeout: Duration,
+}
+
+/// `berth serve`: runs until SIGTERM or SIGINT, then lets in-flight requests finish (for up to
+/// the grace period).
+pub async fn serve(settings: Settings) -> Result<(), String> {
+    let (resolved, server) = build(&settings).await?;
+    if !resolved.listen.ip().is_loopback()
+        && !resolved.auth.configured()
+        && !resolved.allow_unauthenticated_public
+    {
+        return Err(format!(
+            "refusing to listen on {} without authentication: anyone who can reach it could push, \
+             pull and delete. Listen on a loopback address, or pass --allow-unauthenticated-public",
+            resolved.listen
+        ));
+    }
+    let tls = match &resolved.tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(resolved.listen)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", resolved.listen))?;
+    let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    if let Some(addr) = resolved.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("metrics listen on {addr}: {e}"))?;
+        tracing::info!(%addr, path = resolved.metrics_path, "serving metrics");
+        tokio::spawn(crate::metrics::serve(
+            metrics_listener,
+            resolved.metrics_path.clone(),
+            server.metrics.clone(),
+        ));
+    }
+    tokio::spawn(maintenance_loop(
+        server.clone(),
+        Duration::from_secs(resolved.maintenance_interval_secs),
+    ));
+    tracing::info!(
+        address = %local,
+        storage = server.backend.describe(),
+        tls = tls.is_some(),
+        "berth serving"
+    );
+    // Tests and scripts read the bound address from this line.
+    println!("listening on {local}");
+
+    let limits = Limits {
+        header_timeout: Duration::from_secs(resolved.header_timeout_secs),
+        idle_timeout: Duration::from_secs(resolved.idle_timeout_secs),
+        send_timeout: Duration::from_secs(resolved.send_timeout_secs),
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(resolved.max_header_bytes)
+        .max_headers(128);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(resolved.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = Arc::new(builder);
+    let connections = Arc::new(tokio::sync::Semaphore::new(resolved.max_connections));
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, typically: let some connections end.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (server, builder, watcher, tls) = (
+            server.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_connection(stream, server, &builder, watcher, limits).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, server, &builder, watcher, limits).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(Duration::from_secs(resolved.shutdown_grace_secs)) => {
+            tracing::warn!("grace period over; closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection until it ends, times out, or shutdown closes it.
+async fn serve_connection<I>(
+    io: I,
+    server: Arc<Server>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    limits: Limits,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request| server.clone().handle(activity.clone(), request))
+    };
+    let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service).into_owned());
+    let check_every = (limits.idle_timeout.min(limits.send_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let watchdog = async {
+        let mut ticker = tokio::time::interval(check_every);
+        loop {
+            ticker.tick().await;
+            if let Some(reason) = activity.expired(limits.idle_timeout, limits.send_timeout) {
+                return reason;
+            }
+        }
+    };
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
+        reason = watchdog => tracing::debug!(reason, "closing connection"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

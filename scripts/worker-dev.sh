@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `npm run dev -- [wrangler dev options]`: builds berth's Worker and runs it under
+# `wrangler dev` on 127.0.0.1 (default port 8787; pass --port PORT) with a local, simulated R2
+# bucket for the REGISTRY binding, persisted under BERTH_WORKER_STATE (default
+# runtime-worker/.wrangler/state; a relative path is taken from runtime-worker/).
+#
+# Uses runtime-worker/wrangler.toml, created from wrangler.toml.example if absent. The
+# diagnostics routes are on (BERTH_SELFTEST, default true here) and /__scheduled?cron=...
+# runs the scheduled handler (--test-scheduled). The build is wrangler.toml's [build]
+# command, which wrangler dev runs first and again when src/ or js/ change.
+set -euo pipefail
+scripts="$(cd "$(dirname "$0")" && pwd)"
+crate="$(cd "$scripts/../runtime-worker" && pwd)"
+if [[ ! -f "$crate/wrangler.toml" ]]; then
+  cp "$crate/wrangler.toml.example" "$crate/wrangler.toml"
+  echo "worker-dev: created runtime-worker/wrangler.toml from wrangler.toml.example" >&2
+fi
+state="${BERTH_WORKER_STATE:-.wrangler/state}"
+exec "$scripts/worker-wrangler.sh" dev --ip 127.0.0.1 --persist-to "$state" \
+  --var "BERTH_SELFTEST:${BERTH_SELFTEST:-true}" --test-scheduled "$@"
