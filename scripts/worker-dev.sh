@@ -5,9 +5,10 @@
 # runtime-worker/.wrangler/state; a relative path is taken from runtime-worker/).
 #
 # Uses runtime-worker/wrangler.toml, created from wrangler.toml.example if absent. The
-# diagnostics routes are on (BERTH_SELFTEST, default true here) and /__scheduled?cron=...
-# runs the scheduled handler (--test-scheduled). The build is wrangler.toml's [build]
-# command, which wrangler dev runs first and again when src/ or js/ change.
+# diagnostics routes are on (BERTH_SELFTEST, default true here), and
+# GET /cdn-cgi/handler/scheduled?cron=... runs the scheduled handler. The build is
+# wrangler.toml's [build] command, which wrangler dev runs first and again when src/ or js/
+# change.
 set -euo pipefail
 scripts="$(cd "$(dirname "$0")" && pwd)"
 crate="$(cd "$scripts/../runtime-worker" && pwd)"
@@ -17,4 +18,4 @@ if [[ ! -f "$crate/wrangler.toml" ]]; then
 fi
 state="${BERTH_WORKER_STATE:-.wrangler/state}"
 exec "$scripts/worker-wrangler.sh" dev --ip 127.0.0.1 --persist-to "$state" \
-  --var "BERTH_SELFTEST:${BERTH_SELFTEST:-true}" --test-scheduled "$@"
+  --var "BERTH_SELFTEST:${BERTH_SELFTEST:-true}" "$@"
