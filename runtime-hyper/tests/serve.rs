@@ -1,41 +1,15 @@
 //! The real `berth` binary on an ephemeral loopback port, against each storage backend.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_conformance::{Config, Credentials, HttpTransport, Workflow};
-use sha2::{Digest, Sha256};
 
-const MIB: usize = 1024 * 1024;
-
-/// A running `berth serve`, killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(storage: &str) -> Server {
-        start_with(storage, &["--part-size", "5242880"])
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::*;
 
 fn conformance(server: &Server, label: &str) {
     conformance_in(
@@ -78,130 +52,6 @@ fn conformance_against_directory_storage() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path().to_str().unwrap());
     conformance(&server, "directory");
-}
-
-fn content(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns status, headers (lowercased) and body.
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    read_response(stream)
-}
-
-fn read_response(stream: TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut reader = BufReader::new(stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).unwrap();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body).unwrap();
-    (status, headers, body)
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-#[test]
-fn a_chunked_transfer_encoded_patch_streams_into_parts_on_disk() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path().to_str().unwrap());
-    let blob = content(12 * MIB + 333);
-    let (status, headers, _) = http(server.addr, "POST", "/v2/big/blobs/uploads/", &[], b"");
-    assert_eq!(status, 202);
-    let location = header(&headers, "location").unwrap().to_owned();
-    // No Content-Length: the body arrives in HTTP/1.1 chunks of odd sizes.
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    write!(stream, "PATCH {location} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
-    for piece in blob.chunks(1_000_003) {
-        write!(stream, "{:x}\r\n", piece.len()).unwrap();
-        stream.write_all(piece).unwrap();
-        stream.write_all(b"\r\n").unwrap();
-    }
-    stream.write_all(b"0\r\n\r\n").unwrap();
-    let (status, headers, body) = read_response(stream);
-    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(
-        header(&headers, "range"),
-        Some(format!("0-{}", blob.len() - 1).as_str())
-    );
-    let d = digest(&blob);
-    let (status, _, _) = http(
-        server.addr,
-        "PUT",
-        &format!("{location}?digest={d}"),
-        &[],
-        b"",
-    );
-    assert_eq!(status, 201);
-    let (status, headers, body) = http(server.addr, "GET", &format!("/v2/big/blobs/{d}"), &[], b"");
-    assert_eq!(status, 200);
-    assert_eq!(
-        header(&headers, "content-length"),
-        Some(blob.len().to_string().as_str())
-    );
-    assert!(body == blob, "pulled bytes differ");
-    let (status, _, body) = http(
-        server.addr,
-        "GET",
-        &format!("/v2/big/blobs/{d}"),
-        &[("range", "bytes=5242870-5242889")],
-        b"",
-    );
-    assert_eq!(status, 206);
-    assert_eq!(body, &blob[5_242_870..5_242_890]);
 }
 
 #[test]
@@ -297,111 +147,6 @@ fn a_public_address_without_authentication_is_refused() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--allow-unauthenticated-public"));
 }
 
-/// A real S3 server (s3s-fs) on a free loopback port, killed when dropped.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-    _root: tempfile::TempDir,
-}
-
-const S3_ACCESS_KEY: &str = "berth-test-access";
-const S3_SECRET_KEY: &str = "berth-test-secret-key";
-
-impl S3Server {
-    fn start(bucket: &str) -> S3Server {
-        let binary = std::env::var_os("HOME")
-            .map(|home| std::path::PathBuf::from(home).join(".cargo/bin/s3s-fs"))
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| std::path::PathBuf::from("s3s-fs"));
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(bucket)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&binary)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                S3_ACCESS_KEY,
-                "--secret-key",
-                S3_SECRET_KEY,
-            ])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {}: {e}; install it with scripts/s3-server.sh",
-                    binary.display()
-                )
-            });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        S3Server {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _root: root,
-        }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start_s3(s3: &S3Server, bucket: &str, prefix: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--part-size",
-                "5242880",
-                "--s3-allow-http",
-                "--s3-region",
-                "us-east-1",
-            ])
-            .args([
-                "--storage",
-                &format!("s3://{bucket}/{prefix}"),
-                "--s3-endpoint",
-                &s3.endpoint,
-            ])
-            .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("berth starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("berth prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("berth did not start on S3: {line:?}"))
-            .parse()
-            .unwrap();
-        Server { child, addr }
-    }
-}
-
 #[test]
 fn conformance_against_s3_storage() {
     let s3 = S3Server::start("bkt");
@@ -409,71 +154,6 @@ fn conformance_against_s3_storage() {
     // Short names: s3s-fs names a file after each whole key and fails beyond ~167 bytes (real
     // S3 and R2 allow 1024), and the suite's sha512 and referrer keys come close.
     conformance_in(&server, "s3", "c", "m");
-}
-
-#[test]
-fn a_multipart_push_to_s3_round_trips() {
-    let s3 = S3Server::start("berth");
-    let server = Server::start_s3(&s3, "berth", "registry");
-    let blob = content(11 * MIB + 5);
-    let d = digest(&blob);
-    let (status, headers, _) = http(server.addr, "POST", "/v2/s3/blobs/uploads/", &[], b"");
-    assert_eq!(status, 202);
-    let location = header(&headers, "location").unwrap().to_owned();
-    let (status, _, body) = http(
-        server.addr,
-        "PATCH",
-        &location,
-        &[("content-range", &format!("0-{}", 7 * MIB - 1))],
-        &blob[..7 * MIB],
-    );
-    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
-    let range = format!("{}-{}", 7 * MIB, blob.len() - 1);
-    let (status, _, body) = http(
-        server.addr,
-        "PUT",
-        &format!("{location}?digest={d}"),
-        &[("content-range", &range)],
-        &blob[7 * MIB..],
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let (status, _, body) = http(server.addr, "GET", &format!("/v2/s3/blobs/{d}"), &[], b"");
-    assert_eq!(status, 200);
-    assert!(body == blob, "pulled bytes differ");
-    let (status, _, body) = http(
-        server.addr,
-        "GET",
-        &format!("/v2/s3/blobs/{d}"),
-        &[("range", "bytes=5242878-5242881")],
-        b"",
-    );
-    assert_eq!(
-        (status, body.as_slice()),
-        (206, &blob[5_242_878..5_242_882])
-    );
-}
-
-fn start_with(storage: &str, args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--storage", storage])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("berth starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("berth prints its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    Server { child, addr }
 }
 
 #[test]
@@ -572,4 +252,359 @@ fn tls_serves_http2_and_http1() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Push and pull byte-exact with raw HTTP/1.1: a monolithic POST, a chunked upload of several
+/// 5 MiB parts (PATCHes with Content-Range, one PATCH with no Content-Length at all, i.e.
+/// `Transfer-Encoding: chunked`, a closing PUT with the last chunk), a sha512 upload, ranges,
+/// HEAD, an out-of-order chunk, and a manifest naming the blobs.
+fn push_and_pull(server: &Server, repo: &str) {
+    let addr = server.addr;
+    let uploads = format!("/v2/{repo}/blobs/uploads/");
+
+    let small = content_seeded(1000, 1);
+    let (status, headers, body) = http(
+        addr,
+        "POST",
+        &format!("{uploads}?digest={}", digest(&small)),
+        &[("content-type", "application/octet-stream")],
+        &small,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "docker-content-digest"), Some(digest(&small).as_str()));
+
+    let blob = content_seeded(17 * MIB + 12_345, 2);
+    let d = digest(&blob);
+    let cuts = [0, 6 * MIB + 7, 11 * MIB + 3, 16 * MIB, blob.len()];
+    let (status, headers, _) = http(addr, "POST", &uploads, &[], b"");
+    assert_eq!(status, 202);
+    let location = header(&headers, "location").unwrap().to_owned();
+    let range = format!("{}-{}", cuts[0], cuts[1] - 1);
+    let (status, headers, body) = http(
+        addr,
+        "PATCH",
+        &location,
+        &[("content-range", &range), ("content-type", "application/octet-stream")],
+        &blob[cuts[0]..cuts[1]],
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "range"), Some(format!("0-{}", cuts[1] - 1).as_str()));
+    let location = header(&headers, "location").unwrap().to_owned();
+    // No Content-Length: the body arrives in HTTP/1.1 chunks of an odd size.
+    let (status, headers, body) = http_chunked(
+        addr,
+        "PATCH",
+        &location,
+        &[("content-type", "application/octet-stream")],
+        &blob[cuts[1]..cuts[2]],
+        1_000_003,
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "range"), Some(format!("0-{}", cuts[2] - 1).as_str()));
+    let location = header(&headers, "location").unwrap().to_owned();
+    let (status, headers, _) = http(addr, "GET", &location, &[], b"");
+    assert_eq!(status, 204);
+    assert_eq!(header(&headers, "range"), Some(format!("0-{}", cuts[2] - 1).as_str()));
+    // A chunk that does not start where the upload stands is refused.
+    let (status, _, _) = http(addr, "PATCH", &location, &[("content-range", "5-9")], b"12345");
+    assert_eq!(status, 416);
+    let range = format!("{}-{}", cuts[2], cuts[3] - 1);
+    let (status, headers, body) = http(
+        addr,
+        "PATCH",
+        &location,
+        &[("content-range", &range)],
+        &blob[cuts[2]..cuts[3]],
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let location = header(&headers, "location").unwrap().to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let range = format!("{}-{}", cuts[3], cuts[4] - 1);
+    let (status, headers, body) = http(
+        addr,
+        "PUT",
+        &format!("{location}{separator}digest={d}"),
+        &[("content-range", &range)],
+        &blob[cuts[3]..],
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "docker-content-digest"), Some(d.as_str()));
+
+    let blob_path = format!("/v2/{repo}/blobs/{d}");
+    let (status, headers, body) = http(addr, "GET", &blob_path, &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-length"), Some(blob.len().to_string().as_str()));
+    assert!(body == blob, "pulled bytes differ from pushed bytes");
+    let (status, headers, body) = http(addr, "HEAD", &blob_path, &[], b"");
+    assert_eq!((status, body.len()), (200, 0));
+    assert_eq!(header(&headers, "content-length"), Some(blob.len().to_string().as_str()));
+    for (first, last) in [(0, 0), (5 * MIB - 3, 5 * MIB + 2), (10 * MIB, 16 * MIB), (blob.len() - 10, blob.len() - 1)] {
+        let (status, headers, body) = http(
+            addr,
+            "GET",
+            &blob_path,
+            &[("range", &format!("bytes={first}-{last}"))],
+            b"",
+        );
+        assert_eq!(status, 206, "range {first}-{last}");
+        assert_eq!(
+            header(&headers, "content-range"),
+            Some(format!("bytes {first}-{last}/{}", blob.len()).as_str())
+        );
+        assert!(body == blob[first..=last], "range {first}-{last} differs");
+    }
+    let (status, _, _) = http(
+        addr,
+        "GET",
+        &blob_path,
+        &[("range", &format!("bytes={}-", blob.len() + 5))],
+        b"",
+    );
+    assert_eq!(status, 416);
+    let (small_status, _, small_body) =
+        http(addr, "GET", &format!("/v2/{repo}/blobs/{}", digest(&small)), &[], b"");
+    assert_eq!((small_status, small_body), (200, small.clone()));
+
+    // sha512, chunked across a part boundary.
+    let long = content_seeded(7 * MIB + 99, 3);
+    let d512 = digest512(&long);
+    let (status, headers, _) = http(
+        addr,
+        "POST",
+        &format!("{uploads}?digest-algorithm=sha512"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 202);
+    let location = header(&headers, "location").unwrap().to_owned();
+    let (status, headers, body) = http_chunked(addr, "PATCH", &location, &[], &long, 65_536);
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let location = header(&headers, "location").unwrap().to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let (status, _, body) = http(addr, "PUT", &format!("{location}{separator}digest={d512}"), &[], b"");
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = http(addr, "GET", &format!("/v2/{repo}/blobs/{d512}"), &[], b"");
+    assert_eq!(status, 200);
+    assert!(body == long, "sha512 blob differs");
+
+    // A manifest naming the blobs, by tag and by digest.
+    let config = b"{}";
+    let (status, _, _) = http(
+        addr,
+        "POST",
+        &format!("{uploads}?digest={}", digest(config)),
+        &[],
+        config,
+    );
+    assert_eq!(status, 201);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{d}","size":{}}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":1000}}]}}"#,
+        digest(config),
+        blob.len(),
+        digest(&small)
+    );
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let (status, _, body) = http(
+        addr,
+        "PUT",
+        &format!("/v2/{repo}/manifests/v1"),
+        &[("content-type", media_type)],
+        manifest.as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    for reference in ["v1".to_owned(), digest(manifest.as_bytes())] {
+        let (status, headers, body) = http(
+            addr,
+            "GET",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("accept", media_type)],
+            b"",
+        );
+        assert_eq!(status, 200);
+        assert_eq!(header(&headers, "content-type"), Some(media_type));
+        assert_eq!(body, manifest.as_bytes());
+    }
+}
+
+#[test]
+fn raw_http_push_and_pull_on_memory_storage() {
+    let server = Server::start("memory");
+    push_and_pull(&server, "raw/memory");
+}
+
+#[test]
+fn raw_http_push_and_pull_on_directory_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path().to_str().unwrap());
+    push_and_pull(&server, "raw/directory");
+    // Completed multipart uploads leave nothing behind.
+    assert_eq!(std::fs::read_dir(dir.path().join("multipart")).unwrap().count(), 0);
+}
+
+#[test]
+fn raw_http_push_and_pull_on_s3_storage() {
+    let s3 = S3Server::start("berth");
+    let server = Server::start_s3(&s3, "berth", "registry");
+    push_and_pull(&server, "raw/s3");
+}
+
+#[test]
+fn flags_override_environment_which_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berth.toml");
+    // 1 byte parts are refused: whichever layer says so decides whether berth starts.
+    std::fs::write(&file, "part_size = 1\n").unwrap();
+    let run = |env: Option<&str>, flag: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.args(["maintain", "--storage", "memory", "--config"]).arg(&file);
+        if let Some(size) = env {
+            command.env("BERTH_PART_SIZE", size);
+        }
+        if let Some(size) = flag {
+            command.args(["--part-size", size]);
+        }
+        command.output().unwrap()
+    };
+    let from_file = run(None, None);
+    assert!(!from_file.status.success());
+    assert!(String::from_utf8_lossy(&from_file.stderr).contains("part size 1 "));
+    assert!(run(Some("5242880"), None).status.success(), "the environment overrides the file");
+    let from_env = run(Some("2"), None);
+    assert!(String::from_utf8_lossy(&from_env.stderr).contains("part size 2 "));
+    assert!(run(Some("2"), Some("6291456")).status.success(), "a flag overrides the environment");
+}
+
+#[test]
+fn an_auth_table_is_refused_until_authentication_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, "[auth]\nusers = [\"a\"]\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["maintain", "--storage", "memory", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[auth] table is reserved"));
+}
+
+#[test]
+fn serve_help_documents_every_setting() {
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--listen", "--storage", "--config", "--part-size", "--max-manifest-size",
+        "--upload-expiry-secs", "--s3-endpoint", "--s3-region", "--s3-allow-http",
+        "--s3-virtual-hosted-style", "--tls-cert", "--tls-key", "--log-format",
+        "--metrics-listen", "--metrics-path", "--maintenance-interval-secs",
+        "--header-timeout-secs", "--idle-timeout-secs", "--body-timeout-secs",
+        "--send-timeout-secs", "--max-connections", "--shutdown-grace-secs",
+        "--allow-unauthenticated-public", "BERTH_STORAGE", "./berth-data",
+    ] {
+        assert!(help.contains(option), "`berth serve --help` lacks {option}:\n{help}");
+    }
+}
+
+#[test]
+fn berth_maintain_runs_one_pass_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["maintain", "--storage"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(summary.is_object(), "{summary}");
+}
+
+/// A connection that sends nothing, and one that sends half a request head, are closed.
+#[test]
+fn idle_and_slow_connections_are_closed() {
+    let server = start_with(
+        "memory",
+        &["--idle-timeout-secs", "1", "--header-timeout-secs", "1"],
+    );
+    for opening in [&b""[..], b"GET /v2/ HTTP/1.1\r\nhost: x\r\n", b"PRI * HTTP/2.0\r\n"] {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(opening).unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "a connection opened with {:?} was held for {:?}",
+            String::from_utf8_lossy(opening),
+            started.elapsed()
+        );
+    }
+    // A kept-alive connection between requests is closed too.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+/// SIGTERM stops accepting but lets a request in flight finish.
+#[test]
+fn sigterm_lets_the_request_in_flight_finish() {
+    let mut server = Server::start("memory");
+    let blob = content(3 * MIB);
+    let (_, headers, _) = http(server.addr, "POST", "/v2/term/blobs/uploads/", &[], b"");
+    let location = header(&headers, "location").unwrap().to_owned();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "PATCH {location} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        blob.len()
+    )
+    .unwrap();
+    stream.write_all(&blob[..MIB]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // No new connections are served.
+    assert!(
+        TcpStream::connect(server.addr).is_err()
+            || http_refused(server.addr),
+        "a new connection was served after SIGTERM"
+    );
+    stream.write_all(&blob[MIB..]).unwrap();
+    let (status, headers, _) = read_response(stream);
+    assert_eq!(status, 202);
+    assert_eq!(header(&headers, "range"), Some(format!("0-{}", blob.len() - 1).as_str()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            assert!(exit.success(), "berth exited with {exit}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "berth did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a request on a new connection gets no answer.
+fn http_refused(addr: std::net::SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return true;
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = stream.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer.is_empty()
 }
