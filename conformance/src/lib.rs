@@ -6,6 +6,7 @@
 //! says what was sent, what came back, and which requirement it broke.
 
 pub mod client;
+pub mod headers;
 pub mod report;
 mod workflows;
 
@@ -13,6 +14,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub use client::{Client, Credentials, HttpTransport, Transport, TransportError};
+
+/// Where the spec lives; test citations link to its sections.
+pub const SPEC_URL: &str = "https://github.com/opencontainers/distribution-spec/blob/main/spec.md";
 
 /// The four workflows of the official suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,10 +84,45 @@ impl Status {
     }
 }
 
+/// A test as the suite knows it before running it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestInfo {
+    pub workflow: Workflow,
+    /// Stable name, `<workflow>/<what>`: expectations files and reports refer to it.
+    pub name: &'static str,
+    /// The section of spec.md whose requirements the test checks.
+    pub spec_section: &'static str,
+}
+
+impl TestInfo {
+    /// `spec.md § <section>` with a link to it.
+    pub fn citation(&self) -> String {
+        format!(
+            "spec.md § {} <{SPEC_URL}#{}>",
+            self.spec_section,
+            spec_anchor(self.spec_section)
+        )
+    }
+}
+
+/// GitHub's anchor for a Markdown heading: lower case, spaces to dashes, punctuation dropped.
+pub fn spec_anchor(section: &str) -> String {
+    section
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct TestResult {
     pub name: String,
     pub workflow: Workflow,
+    /// The spec section the test checks (see [`TestInfo::spec_section`]).
+    pub spec_section: &'static str,
     pub status: Status,
     pub duration: Duration,
 }
@@ -96,10 +135,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Tests that passed (an expected failure is not a pass: see [`Report::expected_failures`]).
     pub fn passed(&self) -> usize {
         self.results
             .iter()
-            .filter(|r| matches!(r.status, Status::Passed | Status::ExpectedFailure { .. }))
+            .filter(|r| r.status == Status::Passed)
+            .count()
+    }
+
+    /// Tests that failed as the expectations said they would; they do not fail the run.
+    pub fn expected_failures(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| matches!(r.status, Status::ExpectedFailure { .. }))
             .count()
     }
 
@@ -126,7 +174,8 @@ impl Report {
             .collect()
     }
 
-    /// `N passed, M failed, K skipped`.
+    /// `N passed, M failed, K skipped` (the closing line test runners and CI parse). Expected
+    /// failures are counted apart, by [`Report::expected_failures`].
     pub fn summary(&self) -> String {
         format!(
             "{} passed, {} failed, {} skipped",
@@ -137,8 +186,14 @@ impl Report {
     }
 }
 
-/// Parses an expectations file: one `test-name  reason...` per line; `#` starts a comment.
+/// Parses an expectations file: the known failures of one target, as rustls runs BoGo.
+///
+/// One test per line, `<test-name> <reason>`; the reason is required, because an expectation
+/// nobody can explain is one nobody will ever remove. `#` starts a comment line; blank lines are
+/// ignored. A name listed twice, or one that is not a test of this suite, is an error: a stale
+/// or mistyped entry would otherwise silently expect nothing.
 pub fn parse_expectations(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let known: std::collections::BTreeSet<&str> = workflows::all().iter().map(|t| t.name).collect();
     let mut out = BTreeMap::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -147,15 +202,34 @@ pub fn parse_expectations(text: &str) -> Result<BTreeMap<String, String>, String
         }
         let (name, reason) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let reason = reason.trim();
+        let at = number + 1;
         if reason.is_empty() {
             return Err(format!(
-                "line {}: {name} has no reason; every known failure says why",
-                number + 1
+                "line {at}: {name} has no reason; every known failure says why"
             ));
         }
-        out.insert(name.to_owned(), reason.to_owned());
+        if !known.contains(name) {
+            return Err(format!(
+                "line {at}: {name} is not a test of this suite (berth-conformance --list shows them)"
+            ));
+        }
+        if out.insert(name.to_owned(), reason.to_owned()).is_some() {
+            return Err(format!("line {at}: {name} is listed twice"));
+        }
     }
     Ok(out)
+}
+
+/// Every test, by workflow, in the order they run.
+pub fn tests() -> Vec<TestInfo> {
+    workflows::all()
+        .into_iter()
+        .map(|t| TestInfo {
+            workflow: t.workflow,
+            name: t.name,
+            spec_section: t.spec,
+        })
+        .collect()
 }
 
 /// The names of every test, by workflow, in the order they run.
@@ -166,7 +240,12 @@ pub fn test_names() -> Vec<(Workflow, &'static str)> {
         .collect()
 }
 
-/// Runs the configured workflows, calling `on_result` as each test ends.
+/// Runs the configured workflows against the registry behind `transport`, calling
+/// `on_result` (the live reporter) as each test ends, and returns every result.
+///
+/// `target` only names the registry in reports. Tests run in a fixed order, and a test may
+/// rely on content an earlier test of its workflow pushed (as in the official suite); each
+/// pushes what it needs if that has not happened yet, so any workflow runs alone.
 pub fn run(
     config: &Config,
     transport: &dyn Transport,
@@ -186,20 +265,28 @@ pub fn run(
         let started = Instant::now();
         let outcome = (test.run)(&mut context);
         let expected = config.expected_failures.get(test.name);
+        let info = TestInfo {
+            workflow: test.workflow,
+            name: test.name,
+            spec_section: test.spec,
+        };
+        let explain =
+            |failure: workflows::Failure| format!("{failure}\n  spec: {}", info.citation());
         let status = match (outcome, expected) {
             (Ok(()), None) => Status::Passed,
             (Ok(()), Some(reason)) => Status::UnexpectedPass {
                 reason: reason.clone(),
             },
-            (Err(failure), None) => Status::Failed(failure.to_string()),
+            (Err(failure), None) => Status::Failed(explain(failure)),
             (Err(failure), Some(reason)) => Status::ExpectedFailure {
                 reason: reason.clone(),
-                failure: failure.to_string(),
+                failure: explain(failure),
             },
         };
         let result = TestResult {
             name: test.name.to_owned(),
             workflow: test.workflow,
+            spec_section: test.spec,
             status,
             duration: started.elapsed(),
         };
@@ -214,14 +301,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expectations_need_a_reason() {
-        let parsed = parse_expectations("# known\npull/x  no referrers API\n\n").unwrap();
-        assert_eq!(parsed["pull/x"], "no referrers API");
+    fn expectations_parse_names_and_reasons() {
+        let parsed = parse_expectations(
+            "# known failures\n\npull/blob-range  \tno Range support here  \n  discovery/tags-list-n n is ignored\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed["pull/blob-range"], "no Range support here");
+        assert_eq!(parsed["discovery/tags-list-n"], "n is ignored");
+        assert!(parse_expectations("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn expectations_reject_missing_reasons_unknown_tests_and_duplicates() {
+        let missing = parse_expectations("pull/blob-range\n").unwrap_err();
         assert!(
-            parse_expectations("pull/y\n")
-                .unwrap_err()
-                .contains("no reason")
+            missing.contains("line 1") && missing.contains("no reason"),
+            "{missing}"
         );
+        let unknown = parse_expectations("# c\npull/no-such-test  why\n").unwrap_err();
+        assert!(
+            unknown.contains("line 2") && unknown.contains("not a test"),
+            "{unknown}"
+        );
+        let twice = parse_expectations("pull/blob-range a\npull/blob-range b\n").unwrap_err();
+        assert!(twice.contains("listed twice"), "{twice}");
+    }
+
+    #[test]
+    fn spec_anchors_are_githubs() {
+        assert_eq!(
+            spec_anchor("Pushing a blob in chunks"),
+            "pushing-a-blob-in-chunks"
+        );
+        assert_eq!(spec_anchor("POST then PUT"), "post-then-put");
+        assert_eq!(
+            spec_anchor("Checking if content exists in the registry"),
+            "checking-if-content-exists-in-the-registry"
+        );
+    }
+
+    #[test]
+    fn counts_keep_expected_failures_apart() {
+        let result = |status| TestResult {
+            name: "pull/x".into(),
+            workflow: Workflow::Pull,
+            spec_section: "Pulling blobs",
+            status,
+            duration: Duration::ZERO,
+        };
+        let report = Report {
+            target: "t".into(),
+            results: vec![
+                result(Status::Passed),
+                result(Status::Failed("f".into())),
+                result(Status::ExpectedFailure {
+                    reason: "r".into(),
+                    failure: "f".into(),
+                }),
+                result(Status::UnexpectedPass { reason: "r".into() }),
+                result(Status::Skipped("s".into())),
+            ],
+        };
+        assert_eq!(report.summary(), "1 passed, 2 failed, 1 skipped");
+        assert_eq!(report.expected_failures(), 1);
     }
 
     #[test]

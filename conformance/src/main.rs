@@ -1,11 +1,14 @@
 //! `berth-conformance`: runs the OCI distribution conformance workflows against a registry.
-//! Reads the official suite's environment variables; flags override them.
+//!
+//! Reads the official suite's environment variables (so CI jobs written for it can switch);
+//! flags override them. Prints a line per test, then `N passed, M failed, K skipped`, writes
+//! `junit.xml` and `report.html`, and exits non-zero on any failure.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_conformance::{
-    Config, Credentials, HttpTransport, Status, Workflow, parse_expectations, report,
+    Config, Credentials, HttpTransport, Status, Workflow, parse_expectations, report, tests,
 };
 use clap::Parser;
 
@@ -17,8 +20,8 @@ use clap::Parser;
 )]
 struct Args {
     /// Registry base URL, e.g. http://127.0.0.1:5000.
-    #[arg(long, env = "OCI_ROOT_URL")]
-    root_url: String,
+    #[arg(long, env = "OCI_ROOT_URL", required_unless_present = "list")]
+    root_url: Option<String>,
     /// Repository the tests push to and pull from.
     #[arg(long, env = "OCI_NAMESPACE", default_value = "berth-conformance/test")]
     namespace: String,
@@ -29,7 +32,8 @@ struct Args {
     username: Option<String>,
     #[arg(long, env = "OCI_PASSWORD", hide_env_values = true)]
     password: Option<String>,
-    /// Run the pull workflow. When none of the four workflow switches is given, all run.
+    /// Run the pull workflow (`1`/`true` enables, `0`/`false` disables). When none of the four
+    /// workflow switches is set, all four run; when any is, only those set true run.
     #[arg(long, env = "OCI_TEST_PULL")]
     pull: Option<Switch>,
     /// Run the push workflow.
@@ -44,12 +48,15 @@ struct Args {
     /// Directory for junit.xml and report.html.
     #[arg(long, env = "OCI_REPORT_DIR", default_value = ".")]
     report_dir: PathBuf,
-    /// Known failures of this target, one `test-name reason` per line.
-    #[arg(long)]
+    /// Known failures of this target, one `test-name reason` per line (`#` comments).
+    #[arg(long, value_name = "FILE")]
     expectations: Option<PathBuf>,
-    /// Makes pushed content unique to this run [default: the current time].
+    /// Makes pushed content unique to this run [default: the current time in milliseconds].
     #[arg(long)]
     run_id: Option<String>,
+    /// Print every test with the spec section it checks, and exit.
+    #[arg(long)]
+    list: bool,
 }
 
 /// `1`/`true`/`yes` or `0`/`false`/`no`, as the official suite's variables are set.
@@ -69,6 +76,13 @@ impl std::str::FromStr for Switch {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.list {
+        for test in tests() {
+            println!("{:<56} {}", test.name, test.citation());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let root_url = args.root_url.clone().unwrap_or_default();
     let switches = [
         (Workflow::Pull, args.pull),
         (Workflow::Push, args.push),
@@ -114,30 +128,34 @@ fn main() -> ExitCode {
         run_id,
         expected_failures,
     };
-    let transport = HttpTransport::new(&args.root_url);
+    let transport = HttpTransport::new(&root_url);
     println!(
-        "berth-conformance: {} (namespace {})",
-        args.root_url, config.namespace
+        "berth-conformance: {root_url} (namespace {}, cross-mount namespace {}, run {}; workflows: {})",
+        config.namespace,
+        config.crossmount_namespace,
+        config.run_id,
+        config
+            .workflows
+            .iter()
+            .map(|w| w.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let report = berth_conformance::run(
-        &config,
-        &transport,
-        &args.root_url,
-        |result| match &result.status {
+    let report = berth_conformance::run(&config, &transport, &root_url, |result| {
+        let indent = |text: &str| text.replace('\n', "\n      ");
+        match &result.status {
             Status::Passed => println!("PASS  {}", result.name),
-            Status::Failed(message) => println!(
-                "FAIL  {}\n      {}",
-                result.name,
-                message.replace('\n', "\n      ")
-            ),
-            Status::ExpectedFailure { reason, .. } => println!("XFAIL {}  ({reason})", result.name),
+            Status::Failed(message) => println!("FAIL  {}\n      {}", result.name, indent(message)),
+            Status::ExpectedFailure { reason, .. } => {
+                println!("XFAIL {}  (expected failure: {reason})", result.name)
+            }
             Status::UnexpectedPass { reason } => println!(
-                "FAIL  {}  passed, but the expectations list it as failing ({reason}); remove it",
+                "FAIL  {}  unexpectedly passed — remove it from the expectations (listed as: {reason})",
                 result.name
             ),
             Status::Skipped(reason) => println!("SKIP  {}  ({reason})", result.name),
-        },
-    );
+        }
+    });
     if let Err(e) = std::fs::create_dir_all(&args.report_dir)
         .and_then(|()| std::fs::write(args.report_dir.join("junit.xml"), report::junit(&report)))
         .and_then(|()| std::fs::write(args.report_dir.join("report.html"), report::html(&report)))
@@ -148,6 +166,20 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    if report.expected_failures() > 0 {
+        println!(
+            "{} expected failures (listed in {}), not counted as failures",
+            report.expected_failures(),
+            args.expectations
+                .as_deref()
+                .map_or("the expectations".into(), |p| p.display().to_string())
+        );
+    }
+    println!(
+        "reports: {} and {}",
+        args.report_dir.join("junit.xml").display(),
+        args.report_dir.join("report.html").display()
+    );
     println!("{}", report.summary());
     if report.failed() == 0 {
         ExitCode::SUCCESS
