@@ -444,8 +444,10 @@ fn raw_http_push_and_pull_on_directory_storage() {
 #[test]
 fn raw_http_push_and_pull_on_s3_storage() {
     let s3 = S3Server::start("berth");
-    let server = Server::start_s3(&s3, "berth", "registry");
-    push_and_pull(&server, "raw/s3");
+    // Short names: s3s-fs keeps a file named after each whole key and fails beyond about 160
+    // bytes (S3 and R2 allow 1024); a sha512 blob link comes close.
+    let server = Server::start_s3(&s3, "berth", "p");
+    push_and_pull(&server, "s");
 }
 
 #[test]
