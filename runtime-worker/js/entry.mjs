@@ -6,9 +6,10 @@
 // Panics: on wasm32-unknown-unknown a Rust panic aborts. The instance traps in the middle of a
 // future, the handler's promise never settles, and the instance's memory is no longer
 // consistent. So the Rust panic hook (src/panic.rs) calls globalThis.__berth_panic before the
-// trap; it answers every request in flight on this instance with a 500 (they all shared the
-// broken instance), and the next request first re-instantiates the wasm
-// (wasm-bindgen's --experimental-reset-state-function).
+// trap, and a trap without a panic (abort, out of memory) is caught as an uncaught
+// WebAssembly.RuntimeError 'error' event. Either answers every request in flight on this
+// instance with a 500 (they all shared the broken instance), and the next request first
+// re-instantiates the wasm (wasm-bindgen's --experimental-reset-state-function).
 
 import * as wasm from "./berth.js";
 
@@ -19,16 +20,25 @@ const initState = wasm.__worker_init_state();
 const inflight = new Set();
 let poisoned = false;
 
-globalThis.__berth_panic = (message) => {
+/** Fails every call in flight: the instance they all run on is broken. */
+function failInflight(error) {
   poisoned = true;
   const settlers = [...inflight];
   inflight.clear();
-  for (const settle of settlers) settle.fail(new Error(`Rust panic: ${message}`));
-};
+  for (const settle of settlers) settle.fail(error);
+}
+
+globalThis.__berth_panic = (message) => failInflight(new Error(`Rust panic: ${message}`));
+
+// A trap that is no panic (std::process::abort, out of memory) runs no hook: it surfaces as an
+// uncaught WebAssembly.RuntimeError from the task that was polling a future.
+addEventListener("error", (event) => {
+  if (event.error instanceof WebAssembly.RuntimeError) failInflight(event.error);
+});
 
 function reinstantiateIfBroken() {
   if (poisoned || initState.criticalError) {
-    console.warn("berth: re-instantiating the wasm module after a panic");
+    console.warn("berth: re-instantiating the wasm module after a panic or trap");
     wasm.__wbg_reset_state();
     initState.criticalError = false;
     poisoned = false;

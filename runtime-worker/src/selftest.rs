@@ -17,7 +17,7 @@
 //! - `POST multipart/KEY`: `{"upload_id"}`; `PUT multipart/KEY?upload_id=U&part=N&mode=M`:
 //!   `{"etag"}` or 404; `DELETE multipart/KEY?upload_id=U`: abort, 204.
 //! - `POST complete/KEY?upload_id=U` with `[[N, "etag"], ...]`: the object's JSON, or 404.
-//! - `GET panic`: panics.
+//! - `GET panic`: panics; `GET abort`: traps without a panic (`std::process::abort`).
 
 use std::collections::HashMap;
 
@@ -188,6 +188,7 @@ async fn route(mut req: Request, rest: &str, env: &Env) -> Result<Response> {
             }
         }
         (Method::Get, "panic") => panic!("selftest panic requested"),
+        (Method::Get, "abort") => std::process::abort(),
         _ => Response::error("no such selftest route", 404),
     }
 }
