@@ -204,9 +204,11 @@ impl Settings {
             None => FileSettings::default(),
         };
         if file.auth.is_some() {
-            return Err("the [auth] table is reserved: this berth does not implement \
+            return Err(
+                "the [auth] table is reserved: this berth does not implement \
                         authentication yet, so it refuses to pretend to"
-                .into());
+                    .into(),
+            );
         }
         let defaults = berth_engine::Config::default();
         let engine = berth_engine::Config {

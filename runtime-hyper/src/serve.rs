@@ -188,8 +188,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
             match tls {
                 None => serve_connection(stream, server, &builder, watcher, limits).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
-                        .await
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
                             serve_connection(stream, server, &builder, watcher, limits).await;
@@ -227,7 +226,11 @@ async fn serve_connection<I>(
         let activity = activity.clone();
         hyper::service::service_fn(move |request| server.clone().handle(activity.clone(), request))
     };
-    let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service).into_owned());
+    let connection = watcher.watch(
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned(),
+    );
     let check_every = (limits.idle_timeout.min(limits.send_timeout) / 4)
         .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let watchdog = async {

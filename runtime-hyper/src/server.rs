@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_engine::{Body, Effect, EffectId, Entropy, Next, Outcome, Registry, Transaction, UnixTime};
+use berth_engine::{
+    Body, Effect, EffectId, Entropy, Next, Outcome, Registry, Transaction, UnixTime,
+};
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt, TryStreamExt};
@@ -77,12 +79,14 @@ impl BodySource {
                 }
             }
         };
-        tokio::time::timeout(timeout, next).await.unwrap_or_else(|_| {
-            Outcome::Failed(format!(
-                "the client sent no request body bytes for {} s",
-                timeout.as_secs()
-            ))
-        })
+        tokio::time::timeout(timeout, next)
+            .await
+            .unwrap_or_else(|_| {
+                Outcome::Failed(format!(
+                    "the client sent no request body bytes for {} s",
+                    timeout.as_secs()
+                ))
+            })
     }
 }
 
@@ -261,7 +265,11 @@ impl Server {
     pub async fn maintain(&self) -> (http::StatusCode, String) {
         let transaction = self.registry.maintain(now());
         let (response, _) = self.drive(transaction, BodySource::None).await;
-        if let Err(e) = self.backend.clean_up().await {
+        // A multipart upload untouched for twice the upload expiry belongs to no live upload:
+        // the engine's own maintenance has removed every upload that old.
+        let expiry = self.registry.config().upload_expiry_secs;
+        let abandoned_after = Duration::from_secs(expiry.saturating_mul(2));
+        if let Err(e) = self.backend.clean_up(abandoned_after).await {
             tracing::warn!("cleaning up the storage failed: {e}");
         }
         let status = response.status();
@@ -423,7 +431,9 @@ impl Drop for RequestRecord {
                 bytes_in = self.received,
                 bytes_out = self.sent,
                 ms,
-                error = failed.as_deref().unwrap_or("the client went away before the end"),
+                error = failed
+                    .as_deref()
+                    .unwrap_or("the client went away before the end"),
                 "request cut short"
             ),
         }
@@ -478,6 +488,8 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         let record = &mut self.record;
         record.complete |= http_body::Body::is_end_stream(&self.inner)
-            || record.expected.is_some_and(|expected| record.sent >= expected);
+            || record
+                .expected
+                .is_some_and(|expected| record.sent >= expected);
     }
 }

@@ -49,7 +49,8 @@ fn create_only_races_have_exactly_one_winner() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     let body = format!("writer {i}");
-                    match store.execute_blocking(put(&key, body.as_bytes(), Condition::IfNoneMatch)) {
+                    match store.execute_blocking(put(&key, body.as_bytes(), Condition::IfNoneMatch))
+                    {
                         Outcome::Stored { etag } => Some((body, etag)),
                         Outcome::PreconditionFailed => None,
                         other => panic!("{other:?}"),
@@ -63,7 +64,10 @@ fn create_only_races_have_exactly_one_winner() {
             .collect();
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
         let (etag, bytes) = get(&stores[0], &key).unwrap();
-        assert_eq!((etag, bytes), (winners[0].1.clone(), Bytes::from(winners[0].0.clone())));
+        assert_eq!(
+            (etag, bytes),
+            (winners[0].1.clone(), Bytes::from(winners[0].0.clone()))
+        );
     }
 }
 
@@ -93,7 +97,11 @@ fn compare_and_swap_loses_no_update() {
                         let (etag, bytes) = get(&store, key).unwrap();
                         let n: u64 = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
                         let next = (n + 1).to_string();
-                        match store.execute_blocking(put(key, next.as_bytes(), Condition::IfMatch(etag))) {
+                        match store.execute_blocking(put(
+                            key,
+                            next.as_bytes(),
+                            Condition::IfMatch(etag),
+                        )) {
                             Outcome::Stored { .. } => break,
                             Outcome::PreconditionFailed => lost += 1,
                             other => panic!("{other:?}"),
@@ -117,7 +125,8 @@ fn etags_change_on_every_write_even_of_the_same_bytes() {
     let mut seen = BTreeSet::new();
     let mut previous = None;
     for _ in 0..50 {
-        let Outcome::Stored { etag } = store.execute_blocking(put("k", b"same", Condition::None)) else {
+        let Outcome::Stored { etag } = store.execute_blocking(put("k", b"same", Condition::None))
+        else {
             panic!()
         };
         assert!(seen.insert(etag.clone()), "etag {etag} repeated");
@@ -144,7 +153,13 @@ fn etags_change_on_every_write_even_of_the_same_bytes() {
 fn keys_and_longer_keys_coexist_and_deletes_prune_directories() {
     let dir = tempfile::tempdir().unwrap();
     let store = DirectoryBackend::open(dir.path()).unwrap();
-    for key in ["_catalog/a", "_catalog/a/b", "_catalog/a/b/c", "_catalog/a-b", "_catalog/a.b"] {
+    for key in [
+        "_catalog/a",
+        "_catalog/a/b",
+        "_catalog/a/b/c",
+        "_catalog/a-b",
+        "_catalog/a.b",
+    ] {
         assert!(matches!(
             store.execute_blocking(put(key, key.as_bytes(), Condition::None)),
             Outcome::Stored { .. }
@@ -161,21 +176,56 @@ fn keys_and_longer_keys_coexist_and_deletes_prune_directories() {
     }) else {
         panic!()
     };
-    assert_eq!(all.keys, ["_catalog/a", "_catalog/a-b", "_catalog/a.b", "_catalog/a/b", "_catalog/a/b/c"]);
-    assert_eq!(store.execute_blocking(Effect::Delete { key: "_catalog/a/b/c".into() }), Outcome::Deleted);
-    assert_eq!(store.execute_blocking(Effect::Delete { key: "_catalog/a/b".into() }), Outcome::Deleted);
-    assert_eq!(store.execute_blocking(Effect::Delete { key: "_catalog/a/b".into() }), Outcome::Deleted);
-    assert!(!dir.path().join("objects/_catalog/a").exists(), "empty directories are pruned");
-    assert_eq!(get(&store, "_catalog/a").unwrap().1, "_catalog/a".as_bytes());
+    assert_eq!(
+        all.keys,
+        [
+            "_catalog/a",
+            "_catalog/a-b",
+            "_catalog/a.b",
+            "_catalog/a/b",
+            "_catalog/a/b/c"
+        ]
+    );
+    assert_eq!(
+        store.execute_blocking(Effect::Delete {
+            key: "_catalog/a/b/c".into()
+        }),
+        Outcome::Deleted
+    );
+    assert_eq!(
+        store.execute_blocking(Effect::Delete {
+            key: "_catalog/a/b".into()
+        }),
+        Outcome::Deleted
+    );
+    assert_eq!(
+        store.execute_blocking(Effect::Delete {
+            key: "_catalog/a/b".into()
+        }),
+        Outcome::Deleted
+    );
+    assert!(
+        !dir.path().join("objects/_catalog/a").exists(),
+        "empty directories are pruned"
+    );
+    assert_eq!(
+        get(&store, "_catalog/a").unwrap().1,
+        "_catalog/a".as_bytes()
+    );
 }
 
 #[test]
 fn keys_that_could_escape_the_root_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = DirectoryBackend::open(dir.path()).unwrap();
-    for key in ["../x", "/abs", "a//b", "a/./b", "a/..", "", "a/", "x@", "a\0b"] {
+    for key in [
+        "../x", "/abs", "a//b", "a/./b", "a/..", "", "a/", "x@", "a\0b",
+    ] {
         assert!(
-            matches!(store.execute_blocking(put(key, b"x", Condition::None)), Outcome::Failed(_)),
+            matches!(
+                store.execute_blocking(put(key, b"x", Condition::None)),
+                Outcome::Failed(_)
+            ),
             "{key:?} was accepted"
         );
         assert!(matches!(
@@ -191,7 +241,12 @@ fn ranges_are_clamped_to_the_object() {
     let dir = tempfile::tempdir().unwrap();
     let store = DirectoryBackend::open(dir.path()).unwrap();
     store.execute_blocking(put("r", b"0123456789", Condition::None));
-    for (first, last, expected) in [(0, 0, &b"0"[..]), (3, 5, b"345"), (8, 100, b"89"), (20, 30, b"")] {
+    for (first, last, expected) in [
+        (0, 0, &b"0"[..]),
+        (3, 5, b"345"),
+        (8, 100, b"89"),
+        (20, 30, b""),
+    ] {
         let Outcome::Object { meta, bytes } = store.execute_blocking(Effect::Get {
             key: "r".into(),
             range: Some(ByteRange { first, last }),
@@ -205,10 +260,20 @@ fn ranges_are_clamped_to_the_object() {
 const PART: u64 = 5 * 1024 * 1024;
 
 fn part_bytes(n: u8, len: usize) -> Bytes {
-    Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(n)).collect::<Vec<_>>())
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(n))
+            .collect::<Vec<_>>(),
+    )
 }
 
-fn upload_part(store: &DirectoryBackend, key: &str, id: &str, number: u32, body: &Bytes) -> Outcome {
+fn upload_part(
+    store: &DirectoryBackend,
+    key: &str,
+    id: &str,
+    number: u32,
+    body: &Bytes,
+) -> Outcome {
     store.execute_blocking(Effect::UploadPart {
         key: key.into(),
         upload_id: id.into(),
@@ -223,20 +288,31 @@ fn multipart_uploads_survive_restarts_and_complete_without_copying() {
     let key = "_data/upload1/writer";
     let id = {
         let store = DirectoryBackend::open(dir.path()).unwrap();
-        let Outcome::MultipartCreated { upload_id } = store.execute_blocking(Effect::CreateMultipart {
-            key: key.into(),
-            part_size: PART,
-        }) else {
+        let Outcome::MultipartCreated { upload_id } =
+            store.execute_blocking(Effect::CreateMultipart {
+                key: key.into(),
+                part_size: PART,
+            })
+        else {
             panic!()
         };
         upload_id
     };
     // A new process on the same directory continues the upload.
     let store = DirectoryBackend::open(dir.path()).unwrap();
-    let parts = [part_bytes(1, PART as usize), part_bytes(2, PART as usize), part_bytes(3, 1234)];
+    let parts = [
+        part_bytes(1, PART as usize),
+        part_bytes(2, PART as usize),
+        part_bytes(3, 1234),
+    ];
     let mut etags = Vec::new();
     // Out of order, and part 2 twice: the second upload replaces the first.
-    for (number, body) in [(3u32, &parts[2]), (2, &parts[0]), (1, &parts[0]), (2, &parts[1])] {
+    for (number, body) in [
+        (3u32, &parts[2]),
+        (2, &parts[0]),
+        (1, &parts[0]),
+        (2, &parts[1]),
+    ] {
         let Outcome::PartUploaded { etag } = upload_part(&store, key, &id, number, body) else {
             panic!()
         };
@@ -246,9 +322,18 @@ fn multipart_uploads_survive_restarts_and_complete_without_copying() {
     let stale = etags[1].1.clone();
     let listed = |e2: String| {
         vec![
-            CompletedPart { part_number: 1, etag: etag_of(1) },
-            CompletedPart { part_number: 2, etag: e2 },
-            CompletedPart { part_number: 3, etag: etag_of(3) },
+            CompletedPart {
+                part_number: 1,
+                etag: etag_of(1),
+            },
+            CompletedPart {
+                part_number: 2,
+                etag: e2,
+            },
+            CompletedPart {
+                part_number: 3,
+                etag: etag_of(3),
+            },
         ]
     };
     // The first version of part 2 was overwritten: completing with its etag is refused.
@@ -265,7 +350,10 @@ fn multipart_uploads_survive_restarts_and_complete_without_copying() {
         store.execute_blocking(Effect::CompleteMultipart {
             key: key.into(),
             upload_id: id.clone(),
-            parts: vec![CompletedPart { part_number: 2, etag: etag_of(2) }],
+            parts: vec![CompletedPart {
+                part_number: 2,
+                etag: etag_of(2)
+            }],
         }),
         Outcome::Failed(_)
     ));
@@ -275,7 +363,13 @@ fn multipart_uploads_survive_restarts_and_complete_without_copying() {
         Outcome::Failed(_)
     ));
     assert_eq!(
-        upload_part(&store, key, "0123456789abcdef0123456789abcdef", 1, &parts[0]),
+        upload_part(
+            &store,
+            key,
+            "0123456789abcdef0123456789abcdef",
+            1,
+            &parts[0]
+        ),
         Outcome::NotFound
     );
     use std::os::unix::fs::MetadataExt;
@@ -290,16 +384,26 @@ fn multipart_uploads_survive_restarts_and_complete_without_copying() {
         panic!()
     };
     let object = store.object_path(key).unwrap();
-    assert_eq!(std::fs::metadata(&object).unwrap().ino(), data_inode, "completion renames, never copies");
+    assert_eq!(
+        std::fs::metadata(&object).unwrap().ino(),
+        data_inode,
+        "completion renames, never copies"
+    );
     let (read_etag, bytes) = get(&store, key).unwrap();
     assert_eq!(read_etag, etag);
     let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
     assert!(bytes == expected, "assembled object differs");
     assert!(!dir.path().join("multipart").join(&id).exists());
     // The upload is gone: its id is unknown now.
-    assert_eq!(upload_part(&store, key, &id, 1, &parts[0]), Outcome::NotFound);
     assert_eq!(
-        store.execute_blocking(Effect::AbortMultipart { key: key.into(), upload_id: id }),
+        upload_part(&store, key, &id, 1, &parts[0]),
+        Outcome::NotFound
+    );
+    assert_eq!(
+        store.execute_blocking(Effect::AbortMultipart {
+            key: key.into(),
+            upload_id: id
+        }),
         Outcome::Deleted
     );
 }
@@ -319,17 +423,30 @@ fn aborted_uploads_disappear() {
         Outcome::PartUploaded { .. }
     ));
     assert_eq!(
-        store.execute_blocking(Effect::AbortMultipart { key: "_data/u/w".into(), upload_id: upload_id.clone() }),
+        store.execute_blocking(Effect::AbortMultipart {
+            key: "_data/u/w".into(),
+            upload_id: upload_id.clone()
+        }),
         Outcome::Deleted
     );
-    assert_eq!(std::fs::read_dir(dir.path().join("multipart")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("multipart"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
     assert_eq!(
         upload_part(&store, "_data/u/w", &upload_id, 1, &part_bytes(1, 100)),
         Outcome::NotFound
     );
     assert_eq!(
-        store.execute_blocking(Effect::Head { key: "_data/u/w".into() }),
+        store.execute_blocking(Effect::Head {
+            key: "_data/u/w".into()
+        }),
         Outcome::NotFound
     );
 }
@@ -344,13 +461,18 @@ fn a_directory_of_another_layout_is_refused() {
 }
 
 fn key_strategy() -> impl Strategy<Value = String> {
-    let segment = prop::sample::select(vec!["a", "b", "ab", "a-", "-a", "a.b", "b-", ".a", "ba", "a_"]);
+    let segment = prop::sample::select(vec![
+        "a", "b", "ab", "a-", "-a", "a.b", "b-", ".a", "ba", "a_",
+    ]);
     prop::collection::vec(segment, 1..4).prop_map(|segments| segments.join("/"))
 }
 
 fn query_string() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!['a', 'b', '-', '.', '/', '_', '0']), 0..6)
-        .prop_map(|chars| chars.into_iter().collect())
+    prop::collection::vec(
+        prop::sample::select(vec!['a', 'b', '-', '.', '/', '_', '0']),
+        0..6,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
 }
 
 proptest! {

@@ -262,16 +262,24 @@ impl DirectoryBackend {
     /// and multipart directories whose data was already published. Safe while other processes
     /// use the directory.
     pub fn clean_up(&self) -> io::Result<()> {
+        self.clean_up_with(None)
+    }
+
+    /// [`DirectoryBackend::clean_up`], and also abort multipart uploads untouched for longer
+    /// than `abandoned_after`: uploads no upload record names any more (a crash between
+    /// creating one and recording it), as an S3 lifecycle rule aborts incomplete uploads.
+    pub fn clean_up_with(&self, abandoned_after: Option<Duration>) -> io::Result<()> {
         let now = SystemTime::now();
+        let age = |meta: &fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default()
+        };
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let entry = entry?;
             let Ok(meta) = entry.metadata() else { continue };
-            let old = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > STALE_TEMP);
-            if old {
+            if age(&meta) > STALE_TEMP {
                 let result = if meta.is_dir() {
                     fs::remove_dir_all(entry.path())
                 } else {
@@ -285,11 +293,29 @@ impl DirectoryBackend {
         }
         for entry in fs::read_dir(self.root.join("multipart"))? {
             let entry = entry?;
-            if !entry.path().join("data").exists() {
+            let dir = entry.path();
+            let abandoned = match fs::metadata(dir.join("data")) {
                 // Completed (data renamed away) or aborted but not yet removed.
-                match fs::remove_dir_all(entry.path()) {
-                    Err(e) if !not_found(&e) => return Err(e),
-                    _ => {}
+                Err(e) if not_found(&e) => true,
+                Err(e) => return Err(e),
+                // Every part write touches the data file; its directory gains part records.
+                Ok(data) => abandoned_after.is_some_and(|limit| {
+                    age(&data) > limit && entry.metadata().is_ok_and(|m| age(&m) > limit)
+                }),
+            };
+            if abandoned {
+                let name = entry.file_name();
+                match name
+                    .to_str()
+                    .and_then(|id| self.lock_upload(id).transpose())
+                {
+                    // Under the upload's lock, so a writer that just arrived is not cut off.
+                    Some(Ok((_lock, _, dir))) => self.remove_upload_dir(&dir)?,
+                    Some(Err(e)) => return Err(e),
+                    None => match fs::remove_dir_all(&dir) {
+                        Err(e) if !not_found(&e) => return Err(e),
+                        _ => {}
+                    },
                 }
             }
         }
@@ -307,7 +333,9 @@ impl DirectoryBackend {
     }
 
     fn temp_path(&self, what: &str) -> PathBuf {
-        self.root.join("tmp").join(format!("{what}-{}", random_id()))
+        self.root
+            .join("tmp")
+            .join(format!("{what}-{}", random_id()))
     }
 
     /// Takes the lock of `key` (held until the returned file is dropped).
@@ -572,8 +600,8 @@ impl DirectoryBackend {
         if !dir.join("data").exists() {
             return Ok(None);
         }
-        let record: OpenUpload =
-            serde_json::from_reader(&file).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let record: OpenUpload = serde_json::from_reader(&file)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         Ok(Some((file, record, dir)))
     }
 
@@ -667,9 +695,10 @@ impl DirectoryBackend {
             Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let parsed = text.trim().split_once(' ').and_then(|(version, len)| {
-            Some((format!("\"{version}\""), len.parse::<u64>().ok()?))
-        });
+        let parsed = text
+            .trim()
+            .split_once(' ')
+            .and_then(|(version, len)| Some((format!("\"{version}\""), len.parse::<u64>().ok()?)));
         parsed
             .map(Some)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad part record"))

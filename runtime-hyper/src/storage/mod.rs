@@ -58,13 +58,13 @@ impl Backend {
         }
     }
 
-    /// Removes what crashes leave behind (the directory backend's stale temporary files);
-    /// runs with each maintenance pass.
-    pub async fn clean_up(&self) -> io::Result<()> {
+    /// Removes what crashes leave behind (the directory backend's stale temporary files, and
+    /// multipart uploads untouched for `abandoned_after`); runs with each maintenance pass.
+    pub async fn clean_up(&self, abandoned_after: std::time::Duration) -> io::Result<()> {
         match self {
             Backend::Directory(d) => {
                 let d = d.clone();
-                tokio::task::spawn_blocking(move || d.clean_up())
+                tokio::task::spawn_blocking(move || d.clean_up_with(Some(abandoned_after)))
                     .await
                     .map_err(io::Error::other)?
             }

@@ -97,7 +97,9 @@ impl S3Server {
     pub fn start(bucket: &str) -> S3Server {
         let binary = std::env::var_os("CARGO_HOME")
             .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo"))
+            })
             .map(|home| home.join("bin/s3s-fs"))
             .filter(|p| p.exists())
             .unwrap_or_else(|| std::path::PathBuf::from("s3s-fs"));
