@@ -13,13 +13,23 @@ struct Cli {
     command: Command,
 }
 
+const AFTER_HELP: &str = "\
+Precedence: flags override BERTH_* environment variables, which override the --config file, \
+which overrides the defaults.
+
+Authentication: none yet (the engine is gaining it). Reserved for it: --auth-* flags, BERTH_AUTH_* \
+variables and an [auth] table in the file, which is refused until then. Without authentication \
+berth only listens on loopback unless --allow-unauthenticated-public is given.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the registry over HTTP(S). With no options: http://127.0.0.1:5000, storing under
     /// ./berth-data.
+    #[command(after_help = AFTER_HELP)]
     Serve(Settings),
     /// Run one maintenance pass (remove expired uploads) against the storage, print its JSON
     /// summary and exit; for cron. Takes the same options as `serve`.
+    #[command(after_help = AFTER_HELP)]
     Maintain(Settings),
 }
 

@@ -196,13 +196,28 @@ impl Server {
         let transaction = self
             .registry
             .begin(Request::from_parts(parts, ()), now(), entropy());
-        let (response, received) = self
-            .drive(
-                transaction,
-                BodySource::Request(incoming, self.body_timeout),
-            )
-            .await;
-        drop(upload_gauge);
+        // The transaction runs in a task of its own: if the client goes away mid-request it
+        // still runs to its end (the engine sees the body fail and finishes cleanly) instead
+        // of stopping between two storage operations.
+        let driver = self.clone();
+        let body = BodySource::Request(incoming, self.body_timeout);
+        let driven = tokio::spawn(async move {
+            let result = driver.drive(transaction, body).await;
+            drop(upload_gauge);
+            result
+        });
+        let (response, received) = match driven.await {
+            Ok(result) => result,
+            Err(e) => (
+                berth_engine::RegistryError::new(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    berth_engine::ErrorCode::Unknown,
+                    format!("the request's task failed: {e}"),
+                )
+                .into_response(),
+                0,
+            ),
+        };
         let (mut parts, body) = response.into_parts();
         let (body, streaming): (UnsyncBoxBody<Bytes, io::Error>, bool) = match body {
             Body::Bytes(bytes) => (full(bytes), false),
