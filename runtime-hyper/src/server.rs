@@ -60,7 +60,24 @@ enum BodySource {
     None,
 }
 
+/// Most bytes of a request body read and discarded after the engine answered without needing
+/// them (a 416 for an out-of-order chunk, a 404 for an unknown upload). HTTP/1.1 cannot answer
+/// early and keep the connection: a client still sending would see a reset instead of the
+/// answer. Beyond this, the connection is closed after the answer.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
 impl BodySource {
+    /// Reads and discards what is left of the body, up to `limit` bytes.
+    async fn drain(&mut self, limit: u64) {
+        let mut drained = 0u64;
+        while drained < limit {
+            match self.next_chunk().await {
+                Outcome::BodyChunk(chunk) => drained += chunk.len() as u64,
+                _ => return,
+            }
+        }
+    }
+
     async fn next_chunk(&mut self) -> Outcome {
         let BodySource::Request(body, timeout) = self else {
             return Outcome::BodyEnd;
@@ -167,6 +184,7 @@ impl Server {
                 tracing::error!("the engine refused an outcome: {e}");
             }
         }
+        body.drain(DRAIN_LIMIT).await;
         let response = response.unwrap_or_else(|| {
             berth_engine::RegistryError::new(
                 http::StatusCode::INTERNAL_SERVER_ERROR,
