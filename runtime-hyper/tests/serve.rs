@@ -958,3 +958,111 @@ fn oversized_request_heads_are_refused() {
     let (status, _, _) = http(server.addr, "GET", "/v2/", &[("x-small", "y")], b"");
     assert_eq!(status, 200);
 }
+
+/// Two `berth` processes on one directory, two PATCHes racing on one upload from the same
+/// offset, each through its own process: exactly one wins, the other is refused, and the upload
+/// completes with the winner's bytes, none lost or mixed.
+#[test]
+fn two_processes_racing_on_one_upload_one_wins_nothing_is_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap();
+    for round in 0..3 {
+        let servers = [Server::start(storage), Server::start(storage)];
+        let repo = format!("race{round}");
+        let (_, headers, _) = http(
+            servers[0].addr,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        let location = header(&headers, "location").unwrap().to_owned();
+        let bodies = [
+            content_seeded(7 * MIB + 11, 100 + round),
+            content_seeded(7 * MIB + 11, 200 + round),
+        ];
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|i| {
+                let (addr, location, body) = (servers[i].addr, location.clone(), bodies[i].clone());
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    let mut stream = TcpStream::connect(addr).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(60)))
+                        .unwrap();
+                    write!(
+                        stream,
+                        "PATCH {location} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+                         content-range: 0-{}\r\ncontent-length: {}\r\n\r\n",
+                        body.len() - 1,
+                        body.len()
+                    )
+                    .unwrap();
+                    barrier.wait();
+                    for piece in body.chunks(512 * 1024) {
+                        if stream.write_all(piece).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    read_response(stream)
+                })
+            })
+            .collect();
+        let answers: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        let winners: Vec<usize> = (0..2).filter(|&i| answers[i].0 == 202).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: statuses {} and {}",
+            answers[0].0,
+            answers[1].0
+        );
+        let loser = 1 - winners[0];
+        println!(
+            "round {round}: winner {} (202), loser {} ({}: {})",
+            winners[0],
+            loser,
+            answers[loser].0,
+            String::from_utf8_lossy(&answers[loser].2)
+        );
+        assert!(
+            (400..500).contains(&answers[loser].0),
+            "round {round}: the loser got {}: {}",
+            answers[loser].0,
+            String::from_utf8_lossy(&answers[loser].2)
+        );
+        let winner = &bodies[winners[0]];
+        let d = digest(winner);
+        let location = header(&answers[winners[0]].1, "location")
+            .unwrap()
+            .to_owned();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let (status, _, body) = http(
+            servers[loser].addr,
+            "PUT",
+            &format!("{location}{separator}digest={d}"),
+            &[],
+            b"",
+        );
+        assert_eq!(
+            status,
+            201,
+            "round {round}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, _, body) = http(
+            servers[loser].addr,
+            "GET",
+            &format!("/v2/{repo}/blobs/{d}"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 200);
+        assert!(
+            body == *winner,
+            "round {round}: the blob is not the winner's bytes"
+        );
+    }
+}
