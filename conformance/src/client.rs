@@ -25,7 +25,11 @@ pub trait Transport: Send + Sync {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, TransportError>;
 }
 
-/// HTTP(S) to a registry at a base URL, following no redirects on its own.
+/// Bodies from this size on are sent with `Expect: 100-continue`.
+const EXPECT_CONTINUE_FROM: usize = 1024 * 1024;
+
+/// HTTP(S) to a registry at a base URL, following no redirects on its own (the suite follows
+/// the ones the spec lets a registry send, and checks the rest).
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
@@ -61,6 +65,15 @@ impl Transport for HttpTransport {
         parts.uri = target
             .parse()
             .map_err(|e| TransportError(format!("{target}: {e}")))?;
+        // A registry may refuse a chunk (416, 400) without reading it and close the
+        // connection; a client still writing a large body then sees a broken pipe instead of
+        // the answer. `Expect: 100-continue` (RFC 9110 §10.1.1) lets the server answer first,
+        // as curl does for large bodies.
+        if body.len() >= EXPECT_CONTINUE_FROM && !parts.headers.contains_key(header::EXPECT) {
+            parts
+                .headers
+                .insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        }
         let request = Request::from_parts(parts, body);
         let response = self
             .agent

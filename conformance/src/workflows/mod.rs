@@ -161,6 +161,7 @@ impl Exchange {
         if !body.is_empty() {
             let shown = &body[..body.len().min(BODY_EXCERPT)];
             let text: String = String::from_utf8_lossy(shown)
+                .trim_end()
                 .chars()
                 .map(|c| if c.is_control() && c != '\n' { '·' } else { c })
                 .collect();
@@ -281,6 +282,19 @@ impl Exchange {
             self.header("docker-content-digest")
                 .is_none_or(|d| d == digest),
             format!("if present, Docker-Content-Digest MUST be {digest}: {requirement}"),
+        )
+    }
+
+    /// `Docker-Content-Digest`, if present, is a digest of `content` in an algorithm the suite
+    /// knows ("If present, the value of this header MUST be a digest matching that of the
+    /// response body"): a registry may name a sha512 blob by its sha256 digest too.
+    fn digest_header_matches(&self, content: &[u8], requirement: &str) -> Check {
+        let header = self.header("docker-content-digest");
+        self.check(
+            header.is_none_or(|d| d == sha256(content) || d == sha512(content)),
+            format!(
+                "if present, Docker-Content-Digest MUST be a digest of the content: {requirement}"
+            ),
         )
     }
 
@@ -411,8 +425,11 @@ impl<'a> Context<'a> {
                 .map_err(|e| fail(format!("could not build {method} {target}: {e}")))
         };
         let request_len = body.len();
-        let transport_failed =
-            |target: &str, e: crate::TransportError| fail(format!("{method} {target}: {e}"));
+        let transport_failed = |target: &str, e: crate::TransportError| {
+            fail(format!(
+                "{method} {target}: no HTTP response (transport failed): {e}"
+            ))
+        };
         let mut response = self
             .client
             .send(build(uri, body)?)
