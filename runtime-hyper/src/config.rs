@@ -59,6 +59,13 @@ pub struct Settings {
     /// true]. Turn off if repositories must not learn of each other's blobs.
     #[arg(long, env = "BERTH_MOUNT_WITHOUT_FROM")]
     pub mount_without_from: Option<bool>,
+    /// Page size of `_catalog` and tag lists when the client gives no `n`, and the largest `n`
+    /// honoured [default: 1000].
+    #[arg(long, env = "BERTH_LIST_PAGE_SIZE")]
+    pub list_page_size: Option<usize>,
+    /// Referrers per page of the referrers API; more are paged with `Link` [default: 500].
+    #[arg(long, env = "BERTH_REFERRERS_PAGE_SIZE")]
+    pub referrers_page_size: Option<usize>,
     /// Seconds between maintenance runs (removal of expired uploads) [default: 3600].
     #[arg(long, env = "BERTH_MAINTENANCE_INTERVAL_SECS")]
     pub maintenance_interval_secs: Option<u64>,
@@ -150,6 +157,8 @@ struct FileSettings {
     max_manifest_size: Option<usize>,
     upload_expiry_secs: Option<u64>,
     mount_without_from: Option<bool>,
+    list_page_size: Option<usize>,
+    referrers_page_size: Option<usize>,
     maintenance_interval_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
@@ -210,26 +219,22 @@ impl Settings {
                     .into(),
             );
         }
-        let defaults = berth_engine::Config::default();
-        let engine = berth_engine::Config {
-            part_size: self
-                .part_size
-                .or(file.part_size)
-                .unwrap_or(defaults.part_size),
-            max_manifest_size: self
-                .max_manifest_size
-                .or(file.max_manifest_size)
-                .unwrap_or(defaults.max_manifest_size),
-            upload_expiry_secs: self
-                .upload_expiry_secs
-                .or(file.upload_expiry_secs)
-                .unwrap_or(defaults.upload_expiry_secs),
-            mount_without_from: self
-                .mount_without_from
-                .or(file.mount_without_from)
-                .unwrap_or(defaults.mount_without_from),
-            ..defaults
-        };
+        // Field by field over the defaults, so a setting the engine adds keeps its default
+        // until it is wired here.
+        let mut engine = berth_engine::Config::default();
+        macro_rules! layer {
+            ($field:ident) => {
+                if let Some(value) = self.$field.clone().or(file.$field.clone()) {
+                    engine.$field = value;
+                }
+            };
+        }
+        layer!(part_size);
+        layer!(max_manifest_size);
+        layer!(upload_expiry_secs);
+        layer!(mount_without_from);
+        layer!(list_page_size);
+        layer!(referrers_page_size);
         engine.validate().map_err(|e| e.to_string())?;
         Ok(Resolved {
             listen: self

@@ -560,6 +560,8 @@ fn serve_help_documents_every_setting() {
         "--part-size",
         "--max-manifest-size",
         "--upload-expiry-secs",
+        "--list-page-size",
+        "--referrers-page-size",
         "--s3-endpoint",
         "--s3-region",
         "--s3-allow-http",

@@ -109,8 +109,12 @@ impl S3Backend {
     }
 
     async fn probe_conditional_writes(&self) -> io::Result<()> {
+        // A key of this process's own: replicas starting together must not trip each other.
+        let mut nonce = [0u8; 16];
+        getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
+        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
         let path = self
-            .path("_probe/conditional-writes")
+            .path(&format!("_probe/conditional-writes-{nonce}"))
             .map_err(io::Error::other)?;
         let refuse = |what: &str| {
             io::Error::other(format!(
