@@ -156,9 +156,12 @@ pub async fn serve(
                     async move { response }
                 },
             );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            // Bounded like the registry's own connections: a scraper gets 30 s per request.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(30))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(300), connection).await;
         });
     }
 }
