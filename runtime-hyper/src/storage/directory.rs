@@ -27,7 +27,8 @@
 //! - Every write goes to a temporary file in `tmp/` (same filesystem), which is fsynced and then
 //!   renamed (or hard-linked) into place, and the directory is fsynced: a kill -9 or power loss
 //!   at any moment leaves the old object or the new one, never a part of one.
-//! - Create-only (`If-None-Match: *`) is `link(2)`, which fails atomically if the name exists.
+//! - Create-only (`If-None-Match: *`) is `link(2)`, which fails atomically if the name exists
+//!   (on a filesystem without hard links: the key's lock, a check, and `rename(2)`).
 //! - Compare-and-swap (`If-Match`), unconditional puts, deletes and multipart completion hold
 //!   the key's lock: an exclusive `flock` on one of 256 lock files. `flock` locks belong to the
 //!   open file, so they exclude other threads of this process (each operation opens the lock
@@ -520,6 +521,21 @@ impl DirectoryBackend {
                 match Self::place(temp, target, |from, to| fs::hard_link(from, to)) {
                     Ok(()) => Ok(true),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                    // A filesystem without hard links: under the key's lock, which every
+                    // berth writer of the key takes, check-and-rename is atomic too.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                        ) =>
+                    {
+                        let _lock = self.lock(key)?;
+                        if self.open_object(key)?.is_some() {
+                            return Ok(false);
+                        }
+                        Self::place(temp, target, |from, to| fs::rename(from, to))?;
+                        Ok(true)
+                    }
                     Err(e) => Err(e),
                 }
             }
