@@ -3,7 +3,30 @@
 //!
 //! Every test checks what the spec (`spec.md` of opencontainers/distribution-spec, v1.1 plus
 //! what main added since: `digest-algorithm`, `?tag=` with `OCI-Tag`) requires, and a failure
-//! says what was sent, what came back, and which requirement it broke.
+//! says what was sent, what came back, and which requirement it broke, citing its section.
+//!
+//! ```no_run
+//! use berth_conformance::{Config, Credentials, HttpTransport, Workflow, parse_expectations};
+//!
+//! let config = Config {
+//!     namespace: "conformance/test".into(),
+//!     crossmount_namespace: "conformance/test-mount".into(),
+//!     credentials: Credentials::default(),
+//!     workflows: Workflow::ALL.to_vec(),
+//!     // Content is derived from this, so earlier runs' leftovers cannot make a test pass.
+//!     run_id: "1".into(),
+//!     expected_failures: parse_expectations("# none\n").unwrap(),
+//! };
+//! let transport = HttpTransport::new("http://127.0.0.1:5000");
+//! let report = berth_conformance::run(&config, &transport, "local", |result| {
+//!     println!("{} {:?}", result.name, result.status);
+//! });
+//! println!("{}", report.summary()); // "N passed, M failed, K skipped"
+//! assert_eq!(report.failed(), 0);
+//! ```
+//!
+//! Any [`Transport`] works: [`HttpTransport`] over the network, or an in-process one around a
+//! registry engine. Authentication ([`Client`]) is a layer over it.
 
 pub mod client;
 pub mod headers;

@@ -32,8 +32,9 @@ struct Args {
     username: Option<String>,
     #[arg(long, env = "OCI_PASSWORD", hide_env_values = true)]
     password: Option<String>,
-    /// Run the pull workflow (`1`/`true` enables, `0`/`false` disables). When none of the four
-    /// workflow switches is set, all four run; when any is, only those set true run.
+    /// Run the pull workflow (`1`/`true` enables, `0`/`false` disables). When any of the four
+    /// workflow switches is true, only those run; otherwise all run but those set false (so
+    /// with none set, all four run).
     #[arg(long, env = "OCI_TEST_PULL")]
     pull: Option<Switch>,
     /// Run the push workflow.
@@ -74,6 +75,20 @@ impl std::str::FromStr for Switch {
     }
 }
 
+/// The workflows to run: if any switch is true, exactly those; otherwise all but the ones
+/// explicitly switched off (so with none set, all four run).
+fn select_workflows(switches: &[(Workflow, Option<Switch>)]) -> Vec<Workflow> {
+    let any_on = switches.iter().any(|(_, s)| s.is_some_and(|s| s.0));
+    switches
+        .iter()
+        .filter(|(_, s)| match s {
+            Some(Switch(on)) => *on,
+            None => !any_on,
+        })
+        .map(|(w, _)| *w)
+        .collect()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.list {
@@ -89,12 +104,13 @@ fn main() -> ExitCode {
         (Workflow::ContentDiscovery, args.content_discovery),
         (Workflow::ContentManagement, args.content_management),
     ];
-    let any_set = switches.iter().any(|(_, s)| s.is_some());
-    let workflows: Vec<Workflow> = switches
-        .iter()
-        .filter(|(_, s)| !any_set || s.is_some_and(|s| s.0))
-        .map(|(w, _)| *w)
-        .collect();
+    let workflows = select_workflows(&switches);
+    if workflows.is_empty() {
+        eprintln!(
+            "berth-conformance: every workflow is switched off (OCI_TEST_* / --pull …); nothing to run"
+        );
+        return ExitCode::FAILURE;
+    }
     let expected_failures = match &args.expectations {
         None => Default::default(),
         Some(path) => match std::fs::read_to_string(path)
@@ -185,5 +201,48 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(values: [Option<bool>; 4]) -> Vec<&'static str> {
+        let switches: Vec<(Workflow, Option<Switch>)> = Workflow::ALL
+            .iter()
+            .zip(values)
+            .map(|(w, v)| (*w, v.map(Switch)))
+            .collect();
+        select_workflows(&switches)
+            .iter()
+            .map(|w| w.name())
+            .collect()
+    }
+
+    #[test]
+    fn workflow_switches_select_like_the_official_variables() {
+        assert_eq!(pick([None; 4]), ["pull", "push", "discovery", "management"]);
+        assert_eq!(
+            pick([Some(true), None, None, Some(true)]),
+            ["pull", "management"]
+        );
+        assert_eq!(pick([Some(true), Some(false), None, None]), ["pull"]);
+        assert_eq!(
+            pick([None, Some(false), None, None]),
+            ["pull", "discovery", "management"]
+        );
+        assert!(pick([Some(false); 4]).is_empty());
+    }
+
+    #[test]
+    fn switches_parse_the_usual_spellings() {
+        for on in ["1", "true", "TRUE", "yes", "on"] {
+            assert!(on.parse::<Switch>().unwrap().0, "{on}");
+        }
+        for off in ["0", "false", "no", "off", ""] {
+            assert!(!off.parse::<Switch>().unwrap().0, "{off}");
+        }
+        assert!("maybe".parse::<Switch>().is_err());
     }
 }
