@@ -1068,3 +1068,38 @@ fn two_processes_racing_on_one_upload_one_wins_nothing_is_mixed() {
         );
     }
 }
+
+/// A request that never finishes does not hold the shutdown beyond the grace period.
+#[test]
+fn shutdown_is_bounded_by_the_grace_period() {
+    let mut server = start_with("memory", &["--shutdown-grace-secs", "1"]);
+    let (_, headers, _) = http(server.addr, "POST", "/v2/hang/blobs/uploads/", &[], b"");
+    let location = header(&headers, "location").unwrap().to_owned();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "PATCH {location} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n"
+    )
+    .unwrap();
+    stream.write_all(&[7u8; 1000]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    loop {
+        if server.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "berth still runs {:?} after SIGTERM with a 1 s grace period",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("exited {:?} after SIGTERM", started.elapsed());
+    drop(stream);
+}
