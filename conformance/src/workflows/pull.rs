@@ -73,6 +73,10 @@ pub(super) fn tests() -> Vec<Test> {
                 ex.header("content-type") == Some(OCI_MANIFEST),
                 "Content-Type indicates the type of the returned manifest, and SHOULD match what the client pushed",
             )?;
+            ex.check(
+                ex.header("content-length") == Some(image.manifest.len().to_string().as_str()),
+                "Content-Length is the manifest's size (the official suite checks it)",
+            )?;
             ex.digest_header_is(
                 &image.manifest_digest,
                 "\"A successful response MUST contain the digest of the uploaded blob in the header Docker-Content-Digest\"",
@@ -117,6 +121,10 @@ pub(super) fn tests() -> Vec<Test> {
                     "\"A HEAD request to an existing blob or manifest URL MUST return 200 OK\" (end-3)",
                 )?;
                     ex.check(ex.body().is_empty(), "a HEAD response has no body")?;
+                    ex.check(
+                        ex.header("content-type") == Some(OCI_MANIFEST),
+                        "HEAD gives the Content-Type a GET would (the official suite checks it)",
+                    )?;
                     ex.check(
                     ex.header("content-length") == Some(image.manifest.len().to_string().as_str()),
                     "\"A successful response MUST contain the size in bytes of the uploaded blob or manifest in the header Content-Length\"",
