@@ -400,4 +400,74 @@ mod tests {
         }
         assert!(names.len() > 50, "{}", names.len());
     }
+
+    /// A "registry" that only answers `GET /v2/`: everything else is a 500.
+    struct OnlyBase;
+
+    impl Transport for OnlyBase {
+        fn send(
+            &self,
+            request: http::Request<Vec<u8>>,
+        ) -> Result<http::Response<Vec<u8>>, TransportError> {
+            let status = if request.uri().path() == "/v2/" {
+                200
+            } else {
+                500
+            };
+            Ok(http::Response::builder()
+                .status(status)
+                .body(Vec::new())
+                .unwrap())
+        }
+    }
+
+    #[test]
+    fn run_applies_expectations_both_ways() {
+        let expected_failures = parse_expectations(
+            "pull/base-endpoint-200  thought broken\npull/blob-get  known broken\n",
+        )
+        .unwrap();
+        let config = Config {
+            namespace: "n".into(),
+            crossmount_namespace: "m".into(),
+            credentials: Credentials::default(),
+            workflows: vec![Workflow::Pull],
+            run_id: "unit".into(),
+            expected_failures,
+        };
+        let mut live = Vec::new();
+        let report = run(&config, &OnlyBase, "fake", |r| live.push(r.name.clone()));
+        let pull_tests = tests()
+            .iter()
+            .filter(|t| t.workflow == Workflow::Pull)
+            .count();
+        assert_eq!(live.len(), pull_tests, "the reporter hears every test");
+        let status = |name: &str| {
+            report
+                .results
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.status.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            status("pull/base-endpoint-200"),
+            Status::UnexpectedPass {
+                reason: "thought broken".into()
+            }
+        );
+        let Status::ExpectedFailure { reason, failure } = status("pull/blob-get") else {
+            panic!("pull/blob-get should be an expected failure");
+        };
+        assert_eq!(reason, "known broken");
+        assert!(failure.contains("spec: spec.md § "), "{failure}");
+        let Status::Failed(message) = status("pull/manifest-by-tag") else {
+            panic!("pull/manifest-by-tag should fail");
+        };
+        assert!(message.contains("got:  500"), "{message}");
+        assert_eq!(report.passed(), 0);
+        assert_eq!(report.expected_failures(), 1);
+        assert_eq!(report.failed(), pull_tests - 1);
+        assert_eq!(report.skipped(), 0);
+    }
 }
