@@ -54,6 +54,7 @@
 //! - [`error`]: the spec's error codes and statuses.
 //! - [`testing`]: an in-memory store and driver with injectable faults, for tests.
 
+pub mod auth;
 mod blobs;
 pub mod config;
 mod context;
