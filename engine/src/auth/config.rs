@@ -247,14 +247,15 @@ impl AuthConfig {
                 vec![Grant::everything(Actions::ALL)],
             ));
         }
-        if let (Some(user), Some(password)) = (var("READONLY_USERNAME"), var("READONLY_PASSWORD"))
-        {
+        if let (Some(user), Some(password)) = (var("READONLY_USERNAME"), var("READONLY_PASSWORD")) {
             // serverless-registry matches the first user with the name, so a read-only user
             // named like the read-write one can never log in; keep it that way.
             if config.users.iter().all(|u| u.name != user) {
-                config
-                    .users
-                    .push(User::plain(user, password, vec![Grant::everything(Actions::PULL)]));
+                config.users.push(User::plain(
+                    user,
+                    password,
+                    vec![Grant::everything(Actions::PULL)],
+                ));
             }
         }
         Ok(config)

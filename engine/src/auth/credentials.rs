@@ -45,7 +45,9 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Option<Credentials>, H
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(HeaderProblem::Malformed("more than one Authorization header"));
+        return Err(HeaderProblem::Malformed(
+            "more than one Authorization header",
+        ));
     }
     if value.len() > MAX_AUTHORIZATION_LEN {
         return Err(HeaderProblem::Malformed("Authorization header too long"));
@@ -100,9 +102,9 @@ fn bearer(token: &str) -> Result<Credentials, HeaderProblem> {
     // RFC 6750 token68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let body = token.trim_end_matches('=');
     let valid = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
     if valid {
         Ok(Credentials::Bearer(token.to_owned()))
     } else {

@@ -176,7 +176,10 @@ mod tests {
             ("$6$salt$hash", "$5$/$6$"),
             ("plaintext", "plain text"),
             ("$2y$04$short", "malformed"),
-            ("$2y$99$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG", "outside"),
+            (
+                "$2y$99$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG",
+                "outside",
+            ),
         ] {
             let err = BcryptHash::parse(hash).unwrap_err();
             assert!(err.contains(expect), "{hash}: {err}");
@@ -185,7 +188,8 @@ mod tests {
 
     #[test]
     fn htpasswd_file() {
-        let text = "# users\n\n  bob:$2y$04$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG  \n";
+        let text =
+            "# users\n\n  bob:$2y$04$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG  \n";
         let entries = parse_htpasswd(text).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0, "bob");

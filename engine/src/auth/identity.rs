@@ -168,12 +168,11 @@ impl core::fmt::Display for AuthFailure {
         if let Some(user) = &self.user {
             write!(f, "user {user:?}: ")?;
         }
-        let target = |action: &Option<Action>, repository: &Option<String>| match (
-            action, repository,
-        ) {
-            (Some(a), Some(r)) => format!("{a} on {r:?}"),
-            _ => "the catalog".to_owned(),
-        };
+        let target =
+            |action: &Option<Action>, repository: &Option<String>| match (action, repository) {
+                (Some(a), Some(r)) => format!("{a} on {r:?}"),
+                _ => "the catalog".to_owned(),
+            };
         match &self.reason {
             FailureReason::NotConfigured => f.write_str("authentication is not configured"),
             FailureReason::MissingCredentials => f.write_str("no credentials"),

@@ -28,8 +28,14 @@ pub enum TokenError {
     CriticalHeader,
     /// No configured key verifies the signature.
     BadSignature,
-    Expired { exp: u64, now: u64 },
-    NotYetValid { nbf: u64, now: u64 },
+    Expired {
+        exp: u64,
+        now: u64,
+    },
+    NotYetValid {
+        nbf: u64,
+        now: u64,
+    },
     WrongIssuer(String),
     WrongAudience,
     MissingClaim(&'static str),
@@ -114,7 +120,11 @@ pub(crate) fn verify(token: &str, keys: &[&VerificationKey]) -> Result<Verified,
             .collect(),
         None => Vec::new(),
     };
-    let candidates = if by_kid.is_empty() { candidates } else { by_kid };
+    let candidates = if by_kid.is_empty() {
+        candidates
+    } else {
+        by_kid
+    };
     let signature = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| TokenError::Malformed("signature is not base64url"))?;

@@ -308,8 +308,8 @@ impl SigningKey {
     pub fn parse(text: &str) -> Result<SigningKey, KeyError> {
         let text = text.trim();
         if text.starts_with('{') {
-            let jwk: Jwk = serde_json::from_str(text)
-                .map_err(|e| key_error(format!("invalid JWK: {e}")))?;
+            let jwk: Jwk =
+                serde_json::from_str(text).map_err(|e| key_error(format!("invalid JWK: {e}")))?;
             let (_, private) = jwk.keys(true)?;
             let private = private.ok_or_else(|| key_error("JWK has no private part (\"d\")"))?;
             return Ok(SigningKey::new(private, jwk.kid.clone()));
@@ -509,9 +509,7 @@ impl Jwk {
         if let Some(use_) = &self.use_
             && use_ != "sig"
         {
-            return Err(key_error(format!(
-                "JWK \"use\" is {use_:?}, not \"sig\""
-            )));
+            return Err(key_error(format!("JWK \"use\" is {use_:?}, not \"sig\"")));
         }
         let (public, private, algorithm) = match (self.kty.as_str(), self.crv.as_deref()) {
             ("EC", Some("P-256")) => {
@@ -685,7 +683,10 @@ mod tests {
         // The RSA example of RFC 7638 section 3.1.
         let jwk = r#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#;
         let key = VerificationKey::parse(jwk).unwrap();
-        assert_eq!(key.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            key.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
         assert_eq!(key.key_id(), "2011-04-29");
     }
 }

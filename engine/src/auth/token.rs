@@ -184,7 +184,10 @@ impl Authenticator {
                 Some(other) => {
                     return Err(bad_request(
                         StatusCode::BAD_REQUEST,
-                        &format!("unsupported_grant_type {:?}: use password, or GET", cut(other)),
+                        &format!(
+                            "unsupported_grant_type {:?}: use password, or GET",
+                            cut(other)
+                        ),
                     ));
                 }
                 None => return Err(bad_request(StatusCode::BAD_REQUEST, "no grant_type")),
@@ -330,12 +333,12 @@ impl Authenticator {
             Ok(Some(Credentials::Bearer(_))) => Err(self.token_unauthorized(failure(
                 FailureReason::UnsupportedScheme("Bearer".to_owned()),
             ))),
-            Err(HeaderProblem::Malformed(why)) => Err(self.token_unauthorized(failure(
-                FailureReason::MalformedAuthorization(why),
-            ))),
-            Err(HeaderProblem::UnsupportedScheme(s)) => Err(
-                self.token_unauthorized(failure(FailureReason::UnsupportedScheme(s))),
-            ),
+            Err(HeaderProblem::Malformed(why)) => {
+                Err(self.token_unauthorized(failure(FailureReason::MalformedAuthorization(why))))
+            }
+            Err(HeaderProblem::UnsupportedScheme(s)) => {
+                Err(self.token_unauthorized(failure(FailureReason::UnsupportedScheme(s))))
+            }
         }
     }
 
@@ -344,7 +347,10 @@ impl Authenticator {
     fn token_unauthorized(&self, failure: AuthFailure) -> AuthError {
         let mut error = self.unauthorized(failure.user, failure.reason, &Challenge::default());
         let value = format!("Basic realm=\"{}\",charset=\"UTF-8\"", self.config.realm);
-        error.error.headers.retain(|(name, _)| name != header::WWW_AUTHENTICATE);
+        error
+            .error
+            .headers
+            .retain(|(name, _)| name != header::WWW_AUTHENTICATE);
         error.error.headers.push((
             header::WWW_AUTHENTICATE,
             HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Basic")),
@@ -384,7 +390,10 @@ mod tests {
         ));
         assert!(matches!(
             parse_scope("repository(plugin):a:*").unwrap(),
-            Some(Requested::Repository { actions: Actions::ALL, .. })
+            Some(Requested::Repository {
+                actions: Actions::ALL,
+                ..
+            })
         ));
         assert!(matches!(
             parse_scope("registry:catalog:*").unwrap(),
