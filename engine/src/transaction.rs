@@ -98,11 +98,19 @@ impl Transaction {
 
     /// Reports the outcome of the effect handed out as `id`.
     pub fn handle(&mut self, id: EffectId, outcome: Outcome) -> Result<(), UnexpectedOutcome> {
-        let mut queue = lock(&self.queue);
-        if !queue.awaiting.contains_key(&id) {
-            return Err(UnexpectedOutcome(id));
+        let waker = {
+            let mut queue = lock(&self.queue);
+            if !queue.awaiting.contains_key(&id) {
+                return Err(UnexpectedOutcome(id));
+            }
+            queue.awaiting.insert(id, Some(outcome));
+            queue.wakers.remove(&id)
+        };
+        // Combinators such as `FuturesOrdered` (which `try_join_all` uses for more than 30
+        // futures) re-poll only the futures whose waker fired.
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        queue.awaiting.insert(id, Some(outcome));
         self.progress = true;
         Ok(())
     }
@@ -123,6 +131,8 @@ struct EffectQueue {
     issued: VecDeque<(EffectId, Effect)>,
     /// Effects handed out, with their outcome once reported.
     awaiting: BTreeMap<EffectId, Option<Outcome>>,
+    /// The waker of the future awaiting each effect's outcome, woken when it is reported.
+    wakers: BTreeMap<EffectId, Waker>,
 }
 
 fn lock(queue: &Mutex<EffectQueue>) -> MutexGuard<'_, EffectQueue> {
@@ -163,14 +173,17 @@ pub(crate) struct PendingOutcome {
 impl Future for PendingOutcome {
     type Output = Outcome;
 
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let mut queue = lock(&self.queue);
         match queue.awaiting.get(&self.id) {
             Some(Some(_)) => match queue.awaiting.remove(&self.id) {
                 Some(Some(outcome)) => Poll::Ready(outcome),
                 _ => Poll::Pending,
             },
-            _ => Poll::Pending,
+            _ => {
+                queue.wakers.insert(self.id, cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }

@@ -693,3 +693,39 @@ fn backend_failures_are_500s_that_name_the_operation() {
     );
     assert_snapshot!(t);
 }
+
+/// More than 30 effects in flight together (`try_join_all` switches to a `FuturesOrdered`,
+/// which only re-polls futures whose waker fired): deleting a manifest that 40 tags point to
+/// reads all 40 at once, and each outcome must wake its own future.
+#[test]
+fn deleting_a_manifest_with_40_tags_reads_them_concurrently_and_untags_all() {
+    for reverse in [false, true] {
+        let mut d = driver();
+        d.reverse_concurrent = reverse;
+        let digest = push_image(&mut d, "app", "t00", b"layer", "");
+        let manifest = image_manifest(&[(&sha256(b"layer"), 5)], "");
+        for i in 1..40 {
+            let r = d.send(berth_engine::testing::request(
+                "PUT",
+                &format!("/v2/app/manifests/t{i:02}"),
+                &[("content-type", OCI_MANIFEST)],
+                manifest.clone(),
+            ));
+            assert_eq!(r.status(), 201);
+        }
+        let r = d.send(berth_engine::testing::request(
+            "DELETE",
+            &format!("/v2/app/manifests/{digest}"),
+            &[],
+            vec![],
+        ));
+        assert_eq!(r.status(), 202, "{:?}", r.body());
+        let r = d.send(berth_engine::testing::request(
+            "GET",
+            "/v2/app/tags/list",
+            &[],
+            vec![],
+        ));
+        assert_eq!(r.body().as_ref(), br#"{"name":"app","tags":[]}"#);
+    }
+}
