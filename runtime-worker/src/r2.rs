@@ -222,11 +222,13 @@ impl Store {
 
     /// `R2Bucket.list({ prefix, startAfter, limit, delimiter })` with the engine's (S3's)
     /// semantics: at most `limit` entries, keys and common prefixes together, all strictly
-    /// after `start_after`. R2 (as simulated by `wrangler dev`) returns a common prefix that
-    /// is not after `startAfter` (`a/` again for `startAfter: "a/"`), which would make a
-    /// caller that pages by the last entry loop; such entries are dropped here, and the
-    /// listing goes on with R2's cursor until the page is full or R2 has no more. R2 also
-    /// caps a page at 1000 entries and may return fewer with `truncated` set.
+    /// after `start_after`, and `truncated` only if more entries follow. R2 (as simulated by
+    /// `wrangler dev`) returns a common prefix that is not after `startAfter` (`a/` again for
+    /// `startAfter: "a/"`), which would make a caller that pages by the last entry loop; such
+    /// entries are dropped here, and the listing goes on with R2's cursor until it holds one
+    /// entry more than `limit` (which proves that more follow, and is then dropped) or R2 has
+    /// no more. R2 also caps a page at 1000 entries and may return fewer with `truncated`
+    /// set, and its `truncated` may be set when nothing follows.
     pub async fn list(
         &self,
         prefix: &str,
@@ -235,11 +237,26 @@ impl Store {
         delimiter: Option<&str>,
     ) -> Result<ListPage> {
         let after = |entry: &str| start_after.is_none_or(|after| entry > after);
+        let wanted = limit.saturating_add(1);
         let mut page = ListPage::default();
         let mut cursor: Option<String> = None;
+        // Bounded: every round either ends or follows R2's cursor, which advances through a
+        // finite bucket.
         loop {
-            let room = limit.saturating_sub((page.keys.len() + page.common_prefixes.len()) as u32);
+            let held = page.keys.len() + page.common_prefixes.len();
+            let room = wanted.saturating_sub(held as u32);
             if room == 0 {
+                // More than `limit` entries: drop the greatest (the last in byte order) until
+                // `limit` are left; more entries follow them.
+                for _ in 0..held.saturating_sub(limit as usize) {
+                    let last_key = page.keys.last();
+                    let last_prefix = page.common_prefixes.last();
+                    if last_prefix.is_some_and(|p| last_key.is_none_or(|k| p > k)) {
+                        page.common_prefixes.pop();
+                    } else {
+                        page.keys.pop();
+                    }
+                }
                 page.truncated = true;
                 return Ok(page);
             }
@@ -266,9 +283,14 @@ impl Store {
                 }
             }
             cursor = objects.cursor().filter(|_| objects.truncated());
-            if cursor.is_none() {
+            let held = page.keys.len() + page.common_prefixes.len();
+            if cursor.is_none() && held <= limit as usize {
                 page.truncated = false;
                 return Ok(page);
+            }
+            if cursor.is_none() {
+                // `limit + 1` entries and R2 has no more: the next round trims and says so.
+                continue;
             }
         }
     }
