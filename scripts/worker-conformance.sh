@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs the OCI conformance suite (berth-conformance, all four workflows, 88 tests) against
+# berth's Cloudflare Worker under `wrangler dev` (workerd with a simulated R2 that enforces R2's
+# multipart rules), and requires 0 failures and 0 skips.
+#
+# From a fresh clone: installs what it needs from the package registries through
+# scripts/worker-setup.sh (wasm32 target, wasm-bindgen-cli from crates.io, npm ci), builds the
+# Worker (wrangler dev runs scripts/worker-build.sh), starts wrangler dev on a free loopback
+# port with a fresh R2 state in a temporary directory, runs the suite with Basic credentials
+# (the Worker's USERNAME/PASSWORD vars and the suite's OCI_USERNAME/OCI_PASSWORD), and stops
+# wrangler (its process group, by the id it started) on exit.
+#
+# Environment: BERTH_CONFORMANCE_PROFILE (`dev`, default, reuses the debug build of the
+# workspace; or `release`) for the suite's own build; BERTH_WORKER_CONFORMANCE_KEEP=1 keeps the
+# temporary directory (wrangler log, R2 state, reports); BERTH_WORKER_STARTUP_SECS (default
+# 900) bounds the build plus start-up; CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+scripts="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$scripts/.." && pwd)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/berth-worker-conformance.XXXXXX")"
+log="$work/wrangler.log"
+pid=""
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf 'worker-conformance: %s\n' "$*"; }
+
+stop() {
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    # wrangler runs in its own session (setsid): its process group id is its pid.
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  if [[ "${BERTH_WORKER_CONFORMANCE_KEEP:-0}" == 1 ]]; then
+    say "kept $work"
+  else
+    rm -rf "$work"
+  fi
+}
+trap stop EXIT
+
+"$scripts/worker-setup.sh"
+
+case "${BERTH_CONFORMANCE_PROFILE:-dev}" in
+  dev) profile=() ;;
+  release) profile=(--release) ;;
+  *) say "BERTH_CONFORMANCE_PROFILE must be dev or release"; exit 1 ;;
+esac
+say "building the conformance suite"
+(cd "$root" && cargo build -q -p berth-conformance "${profile[@]}")
+
+# Credentials for this run only: the Worker gets them as vars, the suite as OCI_*.
+username="conformance"
+password="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+base="http://127.0.0.1:$port"
+say "wrangler dev on 127.0.0.1:$port (state and log in $work)"
+BERTH_WORKER_STATE="$work/state" BERTH_SELFTEST=false setsid "$scripts/worker-dev.sh" \
+  --port "$port" --var "USERNAME:$username" --var "PASSWORD:$password" \
+  >"$log" 2>&1 </dev/null &
+pid=$!
+deadline=$((SECONDS + ${BERTH_WORKER_STARTUP_SECS:-900}))
+until curl -s -o /dev/null "$base/v2/" 2>/dev/null; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    say "wrangler dev exited:"; tail -40 "$log"; exit 1
+  fi
+  if ((SECONDS > deadline)); then
+    say "wrangler dev did not start in time:"; tail -40 "$log"; exit 1
+  fi
+  sleep 1
+done
+say "ready; running the suite"
+
+started=$SECONDS
+set +e
+(cd "$root" && OCI_ROOT_URL="$base" OCI_NAMESPACE="berth-worker/conformance" \
+  OCI_USERNAME="$username" OCI_PASSWORD="$password" OCI_REPORT_DIR="$work/report" \
+  cargo run -q -p berth-conformance "${profile[@]}") | tee "$work/conformance.out"
+status=${PIPESTATUS[0]}
+set -e
+summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$work/conformance.out" | tail -1)"
+say "suite ran in $((SECONDS - started)) s: ${summary:-no summary line}"
+if [[ "$status" != 0 || -z "$summary" ]] || ! grep -Eq '^[0-9]+ passed, 0 failed, 0 skipped$' <<<"$summary"; then
+  say "FAILED (exit status $status); the Worker's log ends with:"
+  grep -a -E 'berth|ERROR|Error' "$log" | tail -20 || true
+  exit 1
+fi
+say "passed: 0 failures, 0 skips"
