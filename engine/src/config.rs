@@ -1,5 +1,9 @@
 //! Configuration of a [`crate::Registry`].
 
+use std::sync::Arc;
+
+use crate::auth::Authenticator;
+
 /// Smallest part size: S3's and R2's minimum for every multipart part but the last.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Largest part size: S3's and R2's maximum part size.
@@ -8,7 +12,7 @@ pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 pub const MAX_PARTS: u32 = 10_000;
 
 /// How the engine behaves. Every field has a production default ([`Config::default`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Size of every multipart part but the last, in bytes, between [`MIN_PART_SIZE`] and
     /// [`MAX_PART_SIZE`]. The largest blob is about `part_size * 10_000`: 16 MiB gives 160 GiB.
@@ -27,7 +31,32 @@ pub struct Config {
     /// Page size of `_catalog` and tag lists when the client gives no `n`, and the largest `n`
     /// honoured.
     pub list_page_size: usize,
+    /// Who may do what. `None` (the default): no authentication, every request is allowed.
+    /// `Some`: every request is authenticated and authorized before it is routed (see
+    /// [`crate::auth`] and "Authentication" in the crate docs); an [`Authenticator`] built from
+    /// an [`AuthConfig`](crate::auth::AuthConfig) with nothing configured refuses everything.
+    pub auth: Option<Arc<Authenticator>>,
 }
+
+/// Equal when every setting is, and both have no authenticator or the same one (by pointer:
+/// keys and password hashes are not compared).
+impl PartialEq for Config {
+    fn eq(&self, other: &Config) -> bool {
+        self.part_size == other.part_size
+            && self.max_manifest_size == other.max_manifest_size
+            && self.upload_expiry_secs == other.upload_expiry_secs
+            && self.mount_without_from == other.mount_without_from
+            && self.referrers_page_size == other.referrers_page_size
+            && self.list_page_size == other.list_page_size
+            && match (&self.auth, &other.auth) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Config {}
 
 impl Default for Config {
     fn default() -> Config {
@@ -38,6 +67,7 @@ impl Default for Config {
             mount_without_from: true,
             referrers_page_size: 500,
             list_page_size: 1000,
+            auth: None,
         }
     }
 }

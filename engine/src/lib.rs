@@ -44,6 +44,26 @@
 //! }
 //! ```
 //!
+//! # Authentication
+//!
+//! With [`Config::auth`] set to an [`auth::Authenticator`], every request passes a gate before
+//! it is routed (`None`, the default, lets everything through):
+//!
+//! - The token endpoint ([`auth::TokenConfig::path`], when berth signs tokens) is answered
+//!   there: `GET` with Basic credentials or none, or `POST` with an OAuth2 password form that
+//!   the engine reads with [`Effect::ReadBody`], at most [`auth::MAX_TOKEN_FORM_LEN`] bytes.
+//! - Otherwise the request is authorized for its route and method: 401 `UNAUTHORIZED` with a
+//!   `WWW-Authenticate` challenge (`Bearer realm,service,scope` with token auth, else `Basic`)
+//!   for missing or bad credentials, 403 `DENIED` for valid ones that do not allow it.
+//! - `_catalog` lists only repositories the caller may see; a mount from a repository the
+//!   caller may not pull from (or, without `from`, by a caller who may not pull everywhere)
+//!   becomes a plain upload session, as if the blob were not there.
+//!
+//! A refused response carries its [`auth::AuthFailure`] (user name and reason, never a
+//! password or token) in its extensions, for the runtime's log:
+//! `response.extensions().get::<auth::AuthFailure>()`; an admitted one carries the caller's
+//! [`auth::Identity`] the same way.
+//!
 //! # Where things are
 //!
 //! - [`route`]: which endpoint a request addresses; name, tag and digest grammars ([`names`],
@@ -52,6 +72,7 @@
 //! - `blobs`, `manifests` ([`manifest`] parses), `lists` (tags, `_catalog`), `referrers`.
 //! - [`layout`]: the storage key layout, berth's on-disk format.
 //! - [`error`]: the spec's error codes and statuses.
+//! - [`auth`]: identities, permissions, tokens; the gate that applies them is `gate`.
 //! - [`testing`]: an in-memory store and driver with injectable faults, for tests.
 
 pub mod auth;
@@ -62,6 +83,7 @@ pub mod digest;
 pub mod effect;
 pub mod error;
 pub mod fuzzing;
+mod gate;
 pub mod layout;
 mod lists;
 mod maintenance;
@@ -133,10 +155,8 @@ impl Registry {
         };
         let path = parts.uri.path().to_owned();
         Transaction::new(&io, async move {
-            let response = match dispatch(&cx, &path).await {
-                Ok(response) => response,
-                Err(error) => error.into_response(),
-            };
+            let mut cx = cx;
+            let response = serve(&mut cx, &path).await;
             finish_response(response)
         })
     }
@@ -170,8 +190,43 @@ fn finish_response(mut response: Response) -> Response {
     response
 }
 
-async fn dispatch(cx: &Cx, path: &str) -> Result<Response, RegistryError> {
-    let route = route::route(path)?;
+/// Answers one request: the token endpoint, or the route, behind the authentication gate
+/// when one is configured.
+async fn serve(cx: &mut Cx, path: &str) -> Response {
+    let auth = cx.config.auth.clone();
+    if let Some(auth) = &auth
+        && auth.is_token_endpoint(path)
+    {
+        return gate::token_endpoint(cx, auth)
+            .await
+            .unwrap_or_else(gate::Refusal::into_response);
+    }
+    let route = match route::route(path).and_then(|route| check_method(cx, route)) {
+        Ok(route) => route,
+        Err(error) => return error.into_response(),
+    };
+    let identity = match &auth {
+        None => None,
+        Some(auth) => match gate::admit(cx, auth, &route) {
+            Ok(identity) => Some(identity),
+            Err(refusal) => return gate::refused(refusal),
+        },
+    };
+    let visible = |name: &str| match (&auth, &identity) {
+        (Some(auth), Some(identity)) => auth.can_see(identity, name),
+        _ => true,
+    };
+    let mut response = dispatch(cx, route, &visible)
+        .await
+        .unwrap_or_else(RegistryError::into_response);
+    if let Some(identity) = identity {
+        response.extensions_mut().insert(identity);
+    }
+    response
+}
+
+/// `route`, if it allows the request's method; else 405 with `Allow`.
+fn check_method(cx: &Cx, route: Route) -> Result<Route, RegistryError> {
     let method = &cx.method;
     if !route.allowed_methods().contains(method) {
         let allow = route
@@ -185,6 +240,15 @@ async fn dispatch(cx: &Cx, path: &str) -> Result<Response, RegistryError> {
         ))
         .with_header(header::ALLOW, context::header_value(&allow)));
     }
+    Ok(route)
+}
+
+async fn dispatch(
+    cx: &Cx,
+    route: Route,
+    visible: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Response, RegistryError> {
+    let method = &cx.method;
     match route {
         Route::Base => {
             let mut response = http::Response::new(Body::Bytes(bytes::Bytes::from_static(b"{}")));
@@ -198,7 +262,7 @@ async fn dispatch(cx: &Cx, path: &str) -> Result<Response, RegistryError> {
             }
             Ok(response)
         }
-        Route::Catalog => lists::catalog(cx, &|_| true).await,
+        Route::Catalog => lists::catalog(cx, visible).await,
         Route::Tags { name } => lists::tags(cx, &name).await,
         Route::Referrers { name, digest } => referrers::list(cx, &name, &digest).await,
         Route::Blob { name, digest } => match *method {

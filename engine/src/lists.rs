@@ -101,15 +101,40 @@ pub(crate) async fn tags(cx: &Cx, name: &str) -> Result<Response> {
     ))
 }
 
-/// GET `/v2/_catalog`, filtered to what the caller may see.
+/// Most listing calls one `_catalog` page makes to fill itself with names the caller may see;
+/// a page that is still short ends with a `Link` to continue.
+const MAX_CATALOG_LISTINGS: usize = 16;
+
+/// GET `/v2/_catalog`, filtered to what the caller may see. A page holds up to `n` visible
+/// names: hidden ones are skipped by listing further, so pages are not emptied by filtering.
 pub(crate) async fn catalog(cx: &Cx, visible: &(dyn Fn(&str) -> bool + Sync)) -> Result<Response> {
-    let page = page(cx)?;
-    let (names, next) = list_names(cx, layout::CATALOG_PREFIX, &page).await?;
+    let mut page = page(cx)?;
+    let mut repositories: Vec<String> = Vec::new();
+    let mut next = None;
+    for _ in 0..MAX_CATALOG_LISTINGS {
+        let wanted = page.limit - repositories.len();
+        let (names, more) = list_names(
+            cx,
+            layout::CATALOG_PREFIX,
+            &Page {
+                limit: wanted,
+                last: page.last.clone(),
+                explicit: page.explicit,
+            },
+        )
+        .await?;
+        let last_listed = names.last().cloned();
+        repositories.extend(names.into_iter().filter(|n| visible(n)));
+        next = more;
+        if next.is_none() || repositories.len() >= page.limit {
+            break;
+        }
+        page.last = last_listed;
+    }
     #[derive(Serialize)]
     struct Catalog {
         repositories: Vec<String>,
     }
-    let repositories = names.into_iter().filter(|n| visible(n)).collect();
     let body = serde_json::to_vec(&Catalog { repositories }).unwrap_or_default();
     Ok(json_response(body, next_link("/v2/_catalog", &page, next)))
 }

@@ -225,6 +225,11 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Removes every value of `key`.
+    pub(crate) fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
     /// Every value of `key`, in order.
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
