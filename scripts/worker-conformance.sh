@@ -70,7 +70,26 @@ until curl -s -o /dev/null "$base/v2/" 2>/dev/null; do
   fi
   sleep 1
 done
-say "ready; running the suite"
+say "ready"
+
+# Authentication is on: no credentials and a wrong password are refused, and the failed login
+# is logged with the user name but without the password.
+no_credentials="$(curl -s -o /dev/null -w '%{http_code}' "$base/v2/")"
+wrong="wrong-$password"
+wrong_password="$(curl -s -o /dev/null -w '%{http_code}' -u "$username:$wrong" "$base/v2/")"
+right_password="$(curl -s -o /dev/null -w '%{http_code}' -u "$username:$password" "$base/v2/")"
+sleep 1
+if [[ "$no_credentials $wrong_password $right_password" != "401 401 200" ]]; then
+  say "authentication: expected 401 401 200 (none, wrong, right), got $no_credentials $wrong_password $right_password"
+  exit 1
+fi
+if ! grep -q "refused GET /v2/ (401): user \"$username\"" "$log" || grep -q -- "$wrong" "$log"; then
+  say "authentication: the failed login is not logged, or its password is"
+  exit 1
+fi
+say "authentication: no credentials 401, wrong password 401 (logged without it), right one 200"
+
+say "running the suite"
 
 started=$SECONDS
 set +e

@@ -49,7 +49,7 @@ base="http://127.0.0.1:$port"
 st="$base/_berth/selftest"
 
 echo "==> wrangler dev on 127.0.0.1:$port (state and logs in $work)"
-BERTH_WORKER_STATE="$work/state" setsid "$scripts/worker-dev.sh" --port "$port" \
+BERTH_WORKER_STATE="$work/state" BERTH_ALLOW_ANONYMOUS=false setsid "$scripts/worker-dev.sh" --port "$port" \
   >"$log" 2>&1 </dev/null &
 pid=$!
 deadline=$((SECONDS + ${BERTH_SMOKE_STARTUP_SECS:-600}))
@@ -98,7 +98,10 @@ small_size=100000
 small_md5="$(md5sum "$work/small" | cut -d' ' -f1)"
 
 echo "==> the Worker answers"
-check "the registry's base endpoint answers 200 through the engine" 200 "$(code "$base/v2/")"
+check "with no credentials configured the registry refuses every request (fail closed)" 401 \
+  "$(code "$base/v2/")"
+check "  and says why in the log" yes \
+  "$(sleep 1; grep -q 'berth: refused GET /v2/: no credentials are configured' "$log" && echo yes)"
 
 echo "==> put: streaming with a known length, through wasm, buffered"
 got="$(curl -s -o "$work/out" -w '%{http_code}' -X PUT --data-binary @"$work/small" "$st/object/o/stream")"

@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::pin::pin;
 
+use berth_engine::auth::{AuthFailure, FailureReason};
 use berth_engine::{
     Body as EngineBody, ByteRange as EngineRange, Condition as EngineCondition, Effect, EffectId,
     Entropy, ErrorCode, Listing, Next, ObjectMeta, Outcome, Registry, RegistryError, Transaction,
@@ -190,13 +191,37 @@ pub async fn serve(registry: &Registry, store: &Store, request: Request) -> Resp
         Err(e) => return internal_error(&e),
     };
     let is_head = head.method() == http::Method::HEAD;
+    let method = head.method().clone();
+    let path = head.uri().path().to_owned();
     let transaction = registry.begin(head, now(), entropy);
     let mut body = BodySource::of(&request);
     let response = drive(store, transaction, &mut body).await;
     body.drain(DRAIN_LIMIT).await;
+    log_refusal(&response, &method, &path);
     match respond(store, response, is_head).await {
         Ok(response) => response,
         Err(e) => internal_error(&e),
+    }
+}
+
+/// Logs why a request was refused (a failed login, a forbidden action, no credentials
+/// configured), never with a password or token: [`AuthFailure`] carries neither. A request
+/// without credentials is the normal first step of a client's login and is not logged.
+fn log_refusal(response: &berth_engine::Response, method: &http::Method, path: &str) {
+    let Some(failure) = response.extensions().get::<AuthFailure>() else {
+        return;
+    };
+    match failure.reason {
+        FailureReason::MissingCredentials => {}
+        FailureReason::NotConfigured => worker::console_error!(
+            "berth: refused {method} {path}: no credentials are configured (set the secrets \
+             USERNAME and PASSWORD, or JWT_REGISTRY_TOKENS_PUBLIC_KEY; or the var \
+             BERTH_ALLOW_ANONYMOUS=true for an open registry)"
+        ),
+        _ => worker::console_warn!(
+            "berth: refused {method} {path} ({}): {failure}",
+            response.status().as_u16()
+        ),
     }
 }
 

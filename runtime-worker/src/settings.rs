@@ -2,9 +2,22 @@
 //! environment variables (README.md at the repository root). An unset var keeps the engine's
 //! default; a malformed one makes every request fail with a 500 that names it, rather than
 //! run with a setting nobody chose.
+//!
+//! Authentication is configured as cloudflare/serverless-registry configures it, from the same
+//! secrets ([`AuthConfig::from_serverless_registry_env`]): `USERNAME`/`PASSWORD` (pull, push,
+//! delete), `READONLY_USERNAME`/`READONLY_PASSWORD` (pull), or `JWT_REGISTRY_TOKENS_PUBLIC_KEY`
+//! (Basic passwords are JWTs verified with it). With none of them set, every request is
+//! refused unless the var `BERTH_ALLOW_ANONYMOUS` is `true`, which lets anyone pull, push and
+//! delete (for local development and tests); it is ignored when credentials are configured.
 
+use std::sync::Arc;
+
+use berth_engine::auth::{AuthConfig, Authenticator};
 use berth_engine::{Config, Registry};
 use worker::Env;
+
+/// The var that opens a Worker without credentials to anonymous callers.
+pub const ALLOW_ANONYMOUS: &str = "BERTH_ALLOW_ANONYMOUS";
 
 /// A var's text, if it is set (a secret of that name counts too).
 pub fn text(env: &Env, name: &str) -> Option<String> {
@@ -33,7 +46,19 @@ fn flag(env: &Env, name: &str) -> Result<Option<bool>, String> {
     }
 }
 
-/// The engine configuration the vars describe (everything but authentication).
+/// Who may do what: serverless-registry's secrets, or anonymous access when explicitly
+/// enabled, or (nothing configured) an authenticator that refuses everything.
+fn auth(env: &Env) -> Result<Authenticator, String> {
+    let mut auth = AuthConfig::from_serverless_registry_env(|name| text(env, name))
+        .map_err(|e| format!("authentication settings: {e}"))?;
+    let anonymous = flag(env, ALLOW_ANONYMOUS)?.unwrap_or(false);
+    if anonymous && !auth.is_configured() {
+        auth = AuthConfig::open();
+    }
+    Authenticator::new(auth).map_err(|e| format!("authentication settings: {e}"))
+}
+
+/// The engine configuration the vars and secrets describe.
 pub fn config(env: &Env) -> Result<Config, String> {
     let mut config = Config::default();
     number(env, "BERTH_PART_SIZE", &mut config.part_size)?;
@@ -56,6 +81,7 @@ pub fn config(env: &Env) -> Result<Config, String> {
         "BERTH_REFERRERS_PAGE_SIZE",
         &mut config.referrers_page_size,
     )?;
+    config.auth = Some(Arc::new(auth(env)?));
     Ok(config)
 }
 
