@@ -21,7 +21,10 @@
 //! check every listed part's etag), so the blob is never published from mixed bytes. Tails and
 //! single-put data live under keys of their own writer.
 
+mod part_buffer;
 pub mod state;
+
+pub use part_buffer::PART_ALIGN;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
@@ -37,6 +40,7 @@ use crate::range::parse_content_range;
 use crate::response::{Body, Response};
 use crate::route::parse_digest;
 use crate::store::Written;
+use part_buffer::PartBuffer;
 use state::{MultipartRecord, TailRecord, UploadState};
 
 /// One upload session as read from storage, plus the etag to replace it with.
@@ -304,12 +308,7 @@ impl Writer {
 
 /// Reads the whole request body into the upload: full parts go to the backend, the rest is
 /// returned (the old tail's bytes first). The running hash covers every byte received.
-async fn receive(
-    cx: &Cx,
-    name: &str,
-    session: &mut Session,
-    writer: &mut Writer,
-) -> Result<Vec<u8>> {
+async fn receive(cx: &Cx, name: &str, session: &mut Session, writer: &mut Writer) -> Result<Bytes> {
     // A part is held in memory, so it must fit this platform's address space (wasm32: 4 GiB).
     let part_size = usize::try_from(session.state.part_size).map_err(|_| {
         RegistryError::backend(
@@ -318,7 +317,7 @@ async fn receive(
             "part size exceeds this platform's memory",
         )
     })?;
-    let mut buffer = Vec::new();
+    let mut buffer = PartBuffer::new();
     if let Some(tail) = &session.state.tail {
         let Some((_, bytes)) = cx.store.get(&tail.key).await? else {
             return Err(RegistryError::backend(
@@ -334,6 +333,7 @@ async fn receive(
                 "the upload's tail object has the wrong length",
             ));
         }
+        buffer.reserve_total(bytes.len());
         buffer.extend_from_slice(&bytes);
     }
     // With a declared length, every part's final size is known before its first byte, so its
@@ -355,17 +355,22 @@ async fn receive(
             buffer.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if buffer.len() == part_size {
-                let part = Bytes::from(std::mem::take(&mut buffer));
+                let part = buffer.take();
                 store_part(cx, name, session, writer, part).await?;
             }
         }
     }
-    Ok(buffer)
+    Ok(buffer.take())
 }
 
 /// Reserves room for `extra` more bytes, never beyond one part: exactly the bytes `expected`
 /// to end up in the buffer when the request declared its length, else by doubling.
-fn grow_within_part(buffer: &mut Vec<u8>, extra: usize, part_size: usize, expected: Option<u64>) {
+fn grow_within_part(
+    buffer: &mut PartBuffer,
+    extra: usize,
+    part_size: usize,
+    expected: Option<u64>,
+) {
     let needed = buffer.len() + extra;
     if needed > buffer.capacity() {
         let target = match expected {
@@ -373,7 +378,7 @@ fn grow_within_part(buffer: &mut Vec<u8>, extra: usize, part_size: usize, expect
             None => needed.max(buffer.capacity() * 2),
         }
         .min(part_size);
-        buffer.reserve_exact(target - buffer.len());
+        buffer.reserve_total(target);
     }
 }
 
@@ -458,7 +463,7 @@ async fn keep_tail(
     name: &str,
     session: &mut Session,
     writer: &Writer,
-    remainder: Vec<u8>,
+    remainder: Bytes,
 ) -> Result<()> {
     let old_tail = session.state.tail.take();
     let old_tail_len = old_tail.as_ref().map_or(0, |t| t.len);
@@ -467,7 +472,7 @@ async fn keep_tail(
     if !remainder.is_empty() {
         let key = layout::upload_tail(&session.id, full, &writer.token);
         let len = remainder.len() as u64;
-        cx.store.put_always(&key, Bytes::from(remainder)).await?;
+        cx.store.put_always(&key, remainder).await?;
         new_tail = Some(TailRecord { key, len });
     }
     session.state.offset = full + new_tail.as_ref().map_or(0, |t| t.len);
@@ -543,7 +548,7 @@ async fn write_data(
     name: &str,
     session: &mut Session,
     writer: &mut Writer,
-    remainder: Vec<u8>,
+    remainder: Bytes,
 ) -> Result<String> {
     let has_parts = !session.state.parts.is_empty();
     match session.state.multipart.clone() {
@@ -553,12 +558,7 @@ async fn write_data(
                 let number = session.state.next_part_number;
                 let etag = cx
                     .store
-                    .upload_part(
-                        &multipart.key,
-                        &multipart.upload_id,
-                        number,
-                        Bytes::from(remainder),
-                    )
+                    .upload_part(&multipart.key, &multipart.upload_id, number, remainder)
                     .await?;
                 session.state.parts.push(CompletedPart {
                     part_number: number,
@@ -583,7 +583,7 @@ async fn write_data(
                 session.state.multipart = None;
             }
             let key = layout::upload_data(&session.id, &writer.token);
-            cx.store.put_always(&key, Bytes::from(remainder)).await?;
+            cx.store.put_always(&key, remainder).await?;
             Ok(key)
         }
     }
