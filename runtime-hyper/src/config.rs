@@ -2,7 +2,12 @@
 //! file (`--config`), which overrides the defaults.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_engine::auth::{
+    Actions, AuthConfig, Authenticator, Grant, SigningKey, TokenConfig, User, VerificationKey,
+};
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -113,22 +118,388 @@ pub struct Settings {
     /// can reach the address can push, pull and delete. Without it, berth refuses to start so.
     #[arg(long, env = "BERTH_ALLOW_UNAUTHENTICATED_PUBLIC")]
     pub allow_unauthenticated_public: bool,
-    // ── Authentication: RESERVED, not wired yet ──────────────────────────────────────────
-    // The engine is gaining authentication (Basic users, a read-only user, bearer tokens).
-    // Its settings belong here: flags named `--auth-*`, variables `BERTH_AUTH_*`, and an
-    // `[auth]` table in the TOML file (see `FileSettings::auth`), resolved into
-    // `Resolved::auth`. Once `AuthSettings::configured` can return true, the refusal to
-    // listen on a public address without authentication is lifted by it.
+    // ── Authentication (see "Authentication" in the README) ──────────────────────────────
+    /// A user who logs in with HTTP Basic (and at the token endpoint), as NAME:PASSWORD (the
+    /// password is everything after the first ':'). Repeat for more users. Flags show in `ps`:
+    /// prefer the environment variable (one user), the [auth] table or --auth-htpasswd.
+    #[arg(
+        long = "auth-user",
+        env = "BERTH_AUTH_USER",
+        hide_env_values = true,
+        value_name = "NAME:PASSWORD"
+    )]
+    pub auth_users: Vec<String>,
+    /// An htpasswd file of users with bcrypt hashes (`htpasswd -B`), the reference registry's
+    /// format. bcrypt runs on every Basic-authenticated request; the token flow runs it once
+    /// per token.
+    #[arg(long, env = "BERTH_AUTH_HTPASSWD", value_name = "FILE")]
+    pub auth_htpasswd: Option<PathBuf>,
+    /// What a user may do, as USER=PATTERN:ACTIONS, e.g. `alice=team-a/*:pull,push`. PATTERN
+    /// is a repository name with `*` matching anything (`/` included); ACTIONS is a comma
+    /// list of pull, push, delete, or `*`. Repeat (or separate by spaces) for more. A user
+    /// without any grant may pull, push and delete everything.
+    #[arg(
+        long = "auth-grant",
+        env = "BERTH_AUTH_GRANTS",
+        value_delimiter = ' ',
+        value_name = "USER=PATTERN:ACTIONS"
+    )]
+    pub auth_grants: Vec<String>,
+    /// What anyone may do without credentials, as PATTERN:ACTIONS, e.g. `public/*:pull`.
+    /// Repeat (or separate by spaces) for more.
+    #[arg(
+        long = "auth-anonymous",
+        env = "BERTH_AUTH_ANONYMOUS",
+        value_delimiter = ' ',
+        value_name = "PATTERN:ACTIONS"
+    )]
+    pub auth_anonymous: Vec<String>,
+    /// The realm of `Basic` challenges [default: berth].
+    #[arg(long, env = "BERTH_AUTH_REALM")]
+    pub auth_realm: Option<String>,
+    /// Clock skew tolerated on token `exp` and `nbf`, in seconds [default: 30].
+    #[arg(long, env = "BERTH_AUTH_LEEWAY_SECS")]
+    pub auth_leeway_secs: Option<u64>,
+    /// Issue registry tokens (the Docker token flow) signed with this private key: a PEM
+    /// (PKCS#8, SEC1 or PKCS#1) or JWK file, ES256, RS256 or EdDSA. Enables the token
+    /// endpoint at --auth-token-path and `Bearer` challenges.
+    #[arg(long, env = "BERTH_AUTH_TOKEN_SIGNING_KEY", value_name = "FILE")]
+    pub auth_token_signing_key: Option<PathBuf>,
+    /// Also accept tokens signed with the public key(s) in this PEM, JWK or JWK Set file (an
+    /// external token server, or a previous signing key). Repeat (or separate by spaces) for
+    /// more. Without a signing key berth only verifies tokens; --auth-token-realm is then
+    /// required.
+    #[arg(
+        long = "auth-token-trusted-key",
+        env = "BERTH_AUTH_TOKEN_TRUSTED_KEYS",
+        value_delimiter = ' ',
+        value_name = "FILE"
+    )]
+    pub auth_token_trusted_keys: Vec<PathBuf>,
+    /// The URL clients fetch tokens from [default: http(s)://LISTEN-ADDRESS/token, which only
+    /// suits clients on the same network: set it to the public URL].
+    #[arg(long, env = "BERTH_AUTH_TOKEN_REALM", value_name = "URL")]
+    pub auth_token_realm: Option<String>,
+    /// The token service: `service` of challenges and `aud` of tokens [default: the realm's
+    /// host:port].
+    #[arg(long, env = "BERTH_AUTH_TOKEN_SERVICE")]
+    pub auth_token_service: Option<String>,
+    /// The token issuer (`iss`), written and required [default: berth].
+    #[arg(long, env = "BERTH_AUTH_TOKEN_ISSUER")]
+    pub auth_token_issuer: Option<String>,
+    /// Path of the token endpoint, outside /v2/ [default: /token].
+    #[arg(long, env = "BERTH_AUTH_TOKEN_PATH")]
+    pub auth_token_path: Option<String>,
+    /// Lifetime of issued tokens, in seconds (at most 86400) [default: 300].
+    #[arg(long, env = "BERTH_AUTH_TOKEN_TTL_SECS")]
+    pub auth_token_ttl_secs: Option<u64>,
 }
 
-/// Authentication settings: RESERVED. Nothing is configurable yet, so nothing is configured.
+/// cloudflare/serverless-registry's variables, read unchanged from the environment.
+pub const SERVERLESS_REGISTRY_VARS: [&str; 5] = [
+    "USERNAME",
+    "PASSWORD",
+    "READONLY_USERNAME",
+    "READONLY_PASSWORD",
+    "JWT_REGISTRY_TOKENS_PUBLIC_KEY",
+];
+
+/// The `[auth]` table of the TOML file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    realm: Option<String>,
+    leeway_secs: Option<u64>,
+    htpasswd: Option<PathBuf>,
+    #[serde(default)]
+    users: Vec<FileUser>,
+    /// User name → grants.
+    #[serde(default)]
+    grants: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    anonymous: Vec<String>,
+    token: Option<FileToken>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    grants: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileToken {
+    signing_key: Option<PathBuf>,
+    #[serde(default)]
+    trusted_keys: Vec<PathBuf>,
+    realm: Option<String>,
+    service: Option<String>,
+    issuer: Option<String>,
+    path: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+/// Authentication, resolved from flags, environment and file. The token realm may depend on
+/// the bound address, so the engine's [`AuthConfig`] is finished by [`AuthSettings::build`].
 #[derive(Debug, Clone, Default)]
-pub struct AuthSettings {}
+pub struct AuthSettings {
+    /// `None` when nothing is configured.
+    config: Option<AuthConfig>,
+    /// Token auth is on but no realm was given: derive it from the bound address.
+    realm_from_listen: bool,
+    /// Where the users came from, for the startup log (never a password).
+    pub sources: Vec<String>,
+}
 
 impl AuthSettings {
     /// Whether requests are authenticated.
     pub fn configured(&self) -> bool {
-        false
+        self.config.is_some()
+    }
+
+    /// The engine's authenticator, `None` when nothing is configured. `local` is the bound
+    /// address (for a default token realm), `tls` whether it serves HTTPS.
+    pub fn build(
+        &self,
+        local: SocketAddr,
+        tls: bool,
+    ) -> Result<Option<Arc<Authenticator>>, String> {
+        let Some(mut config) = self.config.clone() else {
+            return Ok(None);
+        };
+        if let Some(token) = &mut config.token
+            && self.realm_from_listen
+        {
+            let scheme = if tls { "https" } else { "http" };
+            token.realm = format!("{scheme}://{local}{}", token.path);
+            if token.service.is_empty() {
+                token.service = local.to_string();
+            }
+        }
+        Authenticator::new(config)
+            .map(|a| Some(Arc::new(a)))
+            .map_err(|e| format!("authentication: {e}"))
+    }
+}
+
+fn read_text(what: &str, path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+fn parse_grants(what: &str, texts: &[String]) -> Result<Vec<Grant>, String> {
+    texts
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Grant::parse(t.trim()).map_err(|e| format!("{what}: {e}")))
+        .collect()
+}
+
+/// The host (and port) of a URL, for the default token service.
+fn authority(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+impl Settings {
+    /// Authentication from flags (or `BERTH_AUTH_*`), the `[auth]` table, and
+    /// serverless-registry's variables (looked up with `env`).
+    fn resolve_auth(
+        &self,
+        file: Option<FileAuth>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<AuthSettings, String> {
+        let file = file.unwrap_or_default();
+        let mut sources = Vec::new();
+        let mut config = AuthConfig::default();
+        if let Some(realm) = self.auth_realm.clone().or(file.realm) {
+            config.realm = realm;
+        }
+        if let Some(leeway) = self.auth_leeway_secs.or(file.leeway_secs) {
+            config.leeway_secs = leeway;
+        }
+        let everything = vec![Grant::everything(Actions::ALL)];
+        // Users: the flags' (or else the file's), the htpasswd file's, serverless-registry's.
+        if !self.auth_users.is_empty() {
+            for entry in &self.auth_users {
+                let (name, password) = entry.split_once(':').ok_or_else(|| {
+                    "--auth-user takes NAME:PASSWORD (BERTH_AUTH_USER likewise)".to_owned()
+                })?;
+                config.users.push(User::plain(name, password, Vec::new()));
+            }
+            sources.push(format!(
+                "{} user(s) from --auth-user",
+                self.auth_users.len()
+            ));
+        } else if !file.users.is_empty() {
+            for user in &file.users {
+                let grants =
+                    parse_grants(&format!("grants of user {:?}", user.name), &user.grants)?;
+                config.users.push(User::plain(
+                    user.name.clone(),
+                    user.password.clone(),
+                    grants,
+                ));
+            }
+            sources.push(format!("{} user(s) from [auth] users", file.users.len()));
+        }
+        if let Some(path) = self.auth_htpasswd.clone().or(file.htpasswd) {
+            let text = read_text("htpasswd file", &path)?;
+            let before = config.users.len();
+            config
+                .add_htpasswd(&text, &[])
+                .map_err(|e| format!("htpasswd file {}: {e}", path.display()))?;
+            sources.push(format!(
+                "{} user(s) from {}",
+                config.users.len() - before,
+                path.display()
+            ));
+        }
+        // Per-user grants: flags (or else the file); then every user still without grants
+        // may do everything, as in the reference registry.
+        let mut grants: std::collections::BTreeMap<String, Vec<Grant>> = Default::default();
+        if !self.auth_grants.is_empty() {
+            for entry in self.auth_grants.iter().filter(|e| !e.trim().is_empty()) {
+                let (user, grant) = entry
+                    .split_once('=')
+                    .ok_or_else(|| format!("--auth-grant {entry:?} is not USER=PATTERN:ACTIONS"))?;
+                let grant = Grant::parse(grant).map_err(|e| format!("--auth-grant: {e}"))?;
+                grants.entry(user.to_owned()).or_default().push(grant);
+            }
+        } else {
+            for (user, texts) in &file.grants {
+                grants.insert(
+                    user.clone(),
+                    parse_grants(&format!("[auth.grants] {user}"), texts)?,
+                );
+            }
+        }
+        let serverless = AuthConfig::from_serverless_registry_env(|name| env(name))
+            .map_err(|e| format!("serverless-registry variables: {e}"))?;
+        if !serverless.users.is_empty() {
+            sources.push(format!(
+                "{} user(s) from USERNAME/PASSWORD, READONLY_USERNAME/READONLY_PASSWORD",
+                serverless.users.len()
+            ));
+        }
+        if !serverless.password_jwt_keys.is_empty() {
+            sources.push("JWT passwords verified with JWT_REGISTRY_TOKENS_PUBLIC_KEY".into());
+        }
+        for user in &mut config.users {
+            if let Some(g) = grants.remove(&user.name) {
+                user.grants = g;
+            } else if user.grants.is_empty() {
+                user.grants = everything.clone();
+            }
+        }
+        for mut user in serverless.users {
+            if let Some(g) = grants.remove(&user.name) {
+                user.grants = g;
+            }
+            config.users.push(user);
+        }
+        if let Some(user) = grants.keys().next() {
+            return Err(format!("grants for {user:?}, who is not a configured user"));
+        }
+        config.password_jwt_keys = serverless.password_jwt_keys;
+        let anonymous = if self.auth_anonymous.is_empty() {
+            &file.anonymous
+        } else {
+            &self.auth_anonymous
+        };
+        config.anonymous = parse_grants("anonymous grant", anonymous)?;
+        // Token auth.
+        let file_token = file.token.unwrap_or_default();
+        let signing_key = self
+            .auth_token_signing_key
+            .clone()
+            .or(file_token.signing_key);
+        let trusted = if self.auth_token_trusted_keys.is_empty() {
+            file_token.trusted_keys
+        } else {
+            self.auth_token_trusted_keys.clone()
+        };
+        let realm = self.auth_token_realm.clone().or(file_token.realm);
+        let mut realm_from_listen = false;
+        if signing_key.is_some() || !trusted.is_empty() {
+            let path = self
+                .auth_token_path
+                .clone()
+                .or(file_token.path)
+                .unwrap_or_else(|| "/token".into());
+            let service = self
+                .auth_token_service
+                .clone()
+                .or(file_token.service)
+                .or_else(|| realm.as_deref().and_then(authority))
+                .unwrap_or_default();
+            if realm.is_none() {
+                if signing_key.is_none() {
+                    return Err(
+                        "tokens from another issuer need --auth-token-realm (its URL)".into(),
+                    );
+                }
+                realm_from_listen = true;
+            }
+            let issuer = self
+                .auth_token_issuer
+                .clone()
+                .or(file_token.issuer)
+                .unwrap_or_else(|| "berth".into());
+            let mut token = TokenConfig::new(realm.clone().unwrap_or_default(), service, issuer);
+            token.path = path;
+            if let Some(ttl) = self.auth_token_ttl_secs.or(file_token.ttl_secs) {
+                token.ttl_secs = ttl;
+            }
+            if let Some(path) = &signing_key {
+                let text = read_text("token signing key", path)?;
+                token.signing_key = Some(
+                    SigningKey::parse(&text)
+                        .map_err(|e| format!("token signing key {}: {e}", path.display()))?,
+                );
+                sources.push(format!("tokens signed with {}", path.display()));
+            }
+            for path in &trusted {
+                let text = read_text("trusted token key", path)?;
+                token.trusted_keys.extend(
+                    VerificationKey::parse_all(&text)
+                        .map_err(|e| format!("trusted token key {}: {e}", path.display()))?,
+                );
+                sources.push(format!("tokens verified with {}", path.display()));
+            }
+            config.token = Some(token);
+        } else if realm.is_some() {
+            return Err(
+                "a token realm without keys: give --auth-token-signing-key (berth issues \
+                 tokens) or --auth-token-trusted-key (another issuer does)"
+                    .into(),
+            );
+        }
+        if !config.is_configured() {
+            return Ok(AuthSettings::default());
+        }
+        // Check everything now (with a placeholder realm if it comes from the address).
+        let mut check = config.clone();
+        if let Some(token) = &mut check.token
+            && realm_from_listen
+        {
+            token.realm = format!("http://127.0.0.1{}", token.path);
+            if token.service.is_empty() {
+                token.service = "127.0.0.1".into();
+            }
+        }
+        check
+            .validate()
+            .map_err(|e| format!("authentication: {e}"))?;
+        Ok(AuthSettings {
+            config: Some(config),
+            realm_from_listen,
+            sources,
+        })
     }
 }
 
@@ -173,9 +544,7 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     metrics_path: Option<String>,
-    /// RESERVED for authentication; refused until it is implemented, so that nobody believes
-    /// a registry is protected when it is not.
-    auth: Option<toml::Table>,
+    auth: Option<FileAuth>,
 }
 
 /// Settings with every default applied.
@@ -212,13 +581,7 @@ impl Settings {
             }
             None => FileSettings::default(),
         };
-        if file.auth.is_some() {
-            return Err(
-                "the [auth] table is reserved: this berth does not implement \
-                        authentication yet, so it refuses to pretend to"
-                    .into(),
-            );
-        }
+        let auth = self.resolve_auth(file.auth, |name| std::env::var(name).ok())?;
         // Field by field over the defaults, so a setting the engine adds keeps its default
         // until it is wired here.
         let mut engine = berth_engine::Config::default();
@@ -320,7 +683,7 @@ impl Settings {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             allow_unauthenticated_public: self.allow_unauthenticated_public
                 || file.allow_unauthenticated_public.unwrap_or(false),
-            auth: AuthSettings::default(),
+            auth,
         })
     }
 }
@@ -373,5 +736,153 @@ mod tests {
             .unwrap_err()
             .contains("part size")
         );
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn users(auth: &AuthSettings) -> Vec<(String, Vec<String>)> {
+        auth.config
+            .as_ref()
+            .map(|c| {
+                c.users
+                    .iter()
+                    .map(|u| {
+                        (
+                            u.name.clone(),
+                            u.grants.iter().map(ToString::to_string).collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn nothing_configured_means_no_authentication() {
+        let auth = Settings::default().resolve_auth(None, no_env).unwrap();
+        assert!(!auth.configured());
+    }
+
+    #[test]
+    fn auth_flags_override_the_auth_table() {
+        let file: FileSettings = toml::from_str(
+            r#"
+            [auth]
+            anonymous = ["public/*:pull"]
+            users = [{ name = "file-user", password = "pw", grants = ["a/*:pull"] }]
+            [auth.grants]
+            file-user = ["b/*:*"]
+            "#,
+        )
+        .unwrap();
+        let from_file = Settings::default().resolve_auth(file.auth, no_env).unwrap();
+        assert!(from_file.configured());
+        // [auth.grants] replaces the user's own grants, as --auth-grant does.
+        assert_eq!(
+            users(&from_file),
+            [(
+                "file-user".to_owned(),
+                vec!["b/*:pull,push,delete".to_owned()]
+            )]
+        );
+        let file: FileSettings =
+            toml::from_str("[auth]\nusers = [{ name = \"file-user\", password = \"pw\" }]\n")
+                .unwrap();
+        let settings = Settings {
+            auth_users: vec!["flag-user:p:w".into()],
+            auth_grants: vec!["flag-user=team/*:pull".into(), "flag-user=x:push".into()],
+            auth_anonymous: vec!["open/*:pull".into()],
+            ..Settings::default()
+        };
+        let auth = settings.resolve_auth(file.auth, no_env).unwrap();
+        assert_eq!(
+            users(&auth),
+            [(
+                "flag-user".to_owned(),
+                vec!["team/*:pull".to_owned(), "x:push".to_owned()]
+            )]
+        );
+        let config = auth.config.unwrap();
+        assert_eq!(
+            config.users[0].secret,
+            berth_engine::auth::Secret::Plain("p:w".into())
+        );
+        assert_eq!(config.anonymous[0].to_string(), "open/*:pull");
+    }
+
+    #[test]
+    fn serverless_registry_variables_are_read_unchanged() {
+        let env = |name: &str| match name {
+            "USERNAME" => Some("rw".to_owned()),
+            "PASSWORD" => Some("rw-pw".to_owned()),
+            "READONLY_USERNAME" => Some("ro".to_owned()),
+            "READONLY_PASSWORD" => Some("ro-pw".to_owned()),
+            _ => None,
+        };
+        let settings = Settings {
+            auth_users: vec!["extra:pw".into()],
+            ..Settings::default()
+        };
+        let auth = settings.resolve_auth(None, env).unwrap();
+        assert_eq!(
+            users(&auth),
+            [
+                ("extra".to_owned(), vec!["*:pull,push,delete".to_owned()]),
+                ("rw".to_owned(), vec!["*:pull,push,delete".to_owned()]),
+                ("ro".to_owned(), vec!["*:pull".to_owned()]),
+            ]
+        );
+        let settings = Settings {
+            auth_users: vec!["rw:again".into()],
+            ..Settings::default()
+        };
+        assert!(
+            settings
+                .resolve_auth(None, env)
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+
+    #[test]
+    fn the_token_realm_defaults_to_the_bound_address() {
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/data/auth/ec-pkcs8.pem"
+        );
+        let settings = Settings {
+            auth_users: vec!["ci:pw".into()],
+            auth_token_signing_key: Some(key.into()),
+            ..Settings::default()
+        };
+        let auth = settings.resolve_auth(None, no_env).unwrap();
+        let built = auth
+            .build("127.0.0.1:5123".parse().unwrap(), true)
+            .unwrap()
+            .unwrap();
+        let token = built.config().token.clone().unwrap();
+        assert_eq!(
+            (
+                token.realm.as_str(),
+                token.service.as_str(),
+                token.issuer.as_str()
+            ),
+            ("https://127.0.0.1:5123/token", "127.0.0.1:5123", "berth")
+        );
+        let settings = Settings {
+            auth_token_realm: Some("https://registry.example.com/auth/token".into()),
+            ..settings
+        };
+        let built = settings
+            .resolve_auth(None, no_env)
+            .unwrap()
+            .build("127.0.0.1:5123".parse().unwrap(), false)
+            .unwrap()
+            .unwrap();
+        let token = built.config().token.clone().unwrap();
+        assert_eq!(token.service, "registry.example.com");
+        assert_eq!(token.realm, "https://registry.example.com/auth/token");
     }
 }

@@ -17,9 +17,13 @@ const AFTER_HELP: &str = "\
 Precedence: flags override BERTH_* environment variables, which override the --config file, \
 which overrides the defaults.
 
-Authentication: none yet (the engine is gaining it). Reserved for it: --auth-* flags, BERTH_AUTH_* \
-variables and an [auth] table in the file, which is refused until then. Without authentication \
-berth only listens on loopback unless --allow-unauthenticated-public is given.";
+Authentication (--auth-* flags, BERTH_AUTH_* variables, an [auth] table in the file): Basic \
+users (--auth-user, --auth-htpasswd), per-user and anonymous grants by repository pattern \
+(--auth-grant, --auth-anonymous), registry tokens (--auth-token-*). cloudflare/serverless-registry's \
+variables USERNAME/PASSWORD, READONLY_USERNAME/READONLY_PASSWORD and JWT_REGISTRY_TOKENS_PUBLIC_KEY \
+are read unchanged from the environment. With none of these berth authenticates nothing and only \
+listens on loopback unless --allow-unauthenticated-public is given. See the README's \
+Authentication section for the [auth] table and examples.";
 
 #[derive(Subcommand)]
 enum Command {

@@ -37,11 +37,15 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-async fn build(settings: &Settings) -> Result<(Resolved, Arc<Server>), String> {
-    let resolved = settings.resolve()?;
-    init_logging(resolved.log_format);
-    let registry =
-        berth_engine::Registry::new(resolved.engine.clone()).map_err(|e| e.to_string())?;
+/// The server for `resolved`, its authenticator built for the bound address `local` (`None`
+/// for maintenance, which authenticates nothing).
+async fn build(resolved: &Resolved, local: Option<SocketAddr>) -> Result<Arc<Server>, String> {
+    let mut engine = resolved.engine.clone();
+    engine.auth = match local {
+        Some(local) => resolved.auth.build(local, resolved.tls.is_some())?,
+        None => None,
+    };
+    let registry = berth_engine::Registry::new(engine).map_err(|e| e.to_string())?;
     let backend = Backend::open(&resolved.storage, &resolved.s3)
         .await
         .map_err(|e| format!("storage {}: {e}", resolved.storage))?;
@@ -51,12 +55,19 @@ async fn build(settings: &Settings) -> Result<(Resolved, Arc<Server>), String> {
         metrics: Arc::default(),
         body_timeout: Duration::from_secs(resolved.body_timeout_secs),
     };
-    Ok((resolved, Arc::new(server)))
+    Ok(Arc::new(server))
+}
+
+fn resolve(settings: &Settings) -> Result<Resolved, String> {
+    let resolved = settings.resolve()?;
+    init_logging(resolved.log_format);
+    Ok(resolved)
 }
 
 /// `berth maintain`: one maintenance pass, its summary on stdout.
 pub async fn maintain_once(settings: Settings) -> Result<(), String> {
-    let (_, server) = build(&settings).await?;
+    let resolved = resolve(&settings)?;
+    let server = build(&resolved, None).await?;
     let (status, summary) = server.maintain().await;
     println!("{summary}");
     if status.is_success() {
@@ -89,7 +100,7 @@ struct Limits {
 /// `berth serve`: runs until SIGTERM or SIGINT, then lets in-flight requests finish (for up to
 /// the grace period).
 pub async fn serve(settings: Settings) -> Result<(), String> {
-    let (resolved, server) = build(&settings).await?;
+    let resolved = resolve(&settings)?;
     if !resolved.listen.ip().is_loopback()
         && !resolved.auth.configured()
         && !resolved.allow_unauthenticated_public
@@ -108,6 +119,28 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("listen on {}: {e}", resolved.listen))?;
     let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = build(&resolved, Some(local)).await?;
+    match server.registry.config().auth.as_deref() {
+        Some(auth) => tracing::info!(
+            sources = resolved.auth.sources.join("; "),
+            token_endpoint = auth
+                .config()
+                .token
+                .as_ref()
+                .filter(|t| t.signing_key.is_some())
+                .map(|t| t.path.as_str()),
+            token_realm = auth.config().token.as_ref().map(|t| t.realm.as_str()),
+            anonymous = auth
+                .config()
+                .anonymous
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            "authentication on"
+        ),
+        None => tracing::warn!("authentication off: every client may push, pull and delete"),
+    }
     if let Some(addr) = resolved.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)
             .await

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use berth_engine::auth::{AuthFailure, FailureReason, Identity};
 use berth_engine::{
     Body, Effect, EffectId, Entropy, Next, Outcome, Registry, Transaction, UnixTime,
 };
@@ -236,6 +237,7 @@ impl Server {
                 0,
             ),
         };
+        let user = log_auth(&response, &method, &path);
         let (mut parts, body) = response.into_parts();
         let (body, streaming): (UnsyncBoxBody<Bytes, io::Error>, bool) = match body {
             Body::Bytes(bytes) => (full(bytes), false),
@@ -272,6 +274,7 @@ impl Server {
             method,
             path,
             route,
+            user,
             status: parts.status.as_u16(),
             received,
             sent: 0,
@@ -312,6 +315,37 @@ impl Server {
         };
         (status, text)
     }
+}
+
+/// Logs an authentication refusal the engine reported (user name and reason: the engine
+/// never puts a password or token in it) and returns the caller's name for the request log.
+/// A request without credentials is how every client starts (it learns the challenge from
+/// the 401), so that is only a debug line.
+fn log_auth(
+    response: &berth_engine::Response,
+    method: &http::Method,
+    path: &str,
+) -> Option<String> {
+    let extensions = response.extensions();
+    if let Some(failure) = extensions.get::<AuthFailure>() {
+        let user = failure.user.as_deref();
+        let status = response.status().as_u16();
+        match failure.reason {
+            FailureReason::MissingCredentials => {
+                tracing::debug!(%method, path, status, "authentication required")
+            }
+            FailureReason::Denied { .. } | FailureReason::InsufficientScope { .. } => {
+                tracing::info!(%method, path, status, user, reason = %failure, "access denied")
+            }
+            _ => {
+                tracing::warn!(%method, path, status, user, reason = %failure, "authentication failed")
+            }
+        }
+        return failure.user.clone();
+    }
+    extensions
+        .get::<Identity>()
+        .and_then(|identity| identity.name().map(str::to_owned))
 }
 
 fn full(bytes: Bytes) -> UnsyncBoxBody<Bytes, io::Error> {
@@ -419,6 +453,8 @@ struct RequestRecord {
     method: http::Method,
     path: String,
     route: &'static str,
+    /// Who made the request, when authentication is on and let it in.
+    user: Option<String>,
     status: u16,
     received: u64,
     sent: u64,
@@ -447,10 +483,12 @@ impl Drop for RequestRecord {
         let ms = elapsed.as_millis() as u64;
         let method = self.method.as_str();
         let path = self.path.as_str();
+        let user = self.user.as_deref();
         match (&self.failed, self.complete) {
             (None, true) => tracing::info!(
                 method,
                 path,
+                user,
                 status = self.status,
                 bytes_in = self.received,
                 bytes_out = self.sent,
@@ -460,6 +498,7 @@ impl Drop for RequestRecord {
             (failed, _) => tracing::warn!(
                 method,
                 path,
+                user,
                 status = self.status,
                 bytes_in = self.received,
                 bytes_out = self.sent,

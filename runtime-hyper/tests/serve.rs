@@ -533,17 +533,16 @@ fn flags_override_environment_which_overrides_the_file() {
 }
 
 #[test]
-fn an_auth_table_is_refused_until_authentication_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("berth.toml");
-    std::fs::write(&file, "[auth]\nusers = [\"a\"]\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["maintain", "--storage", "memory", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("[auth] table is reserved"));
+fn a_public_address_is_allowed_once_authentication_is_configured() {
+    // Bound on every interface for the moment it takes to print its address (authentication
+    // on, with a random port); nothing connects to it.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(["serve", "--listen", "0.0.0.0:0", "--storage", "memory"])
+        .args(["--auth-user", "ci:a-long-random-password"]);
+    let mut server = launch(command);
+    assert!(server.addr.ip().is_unspecified());
+    server.kill();
 }
 
 #[test]
@@ -579,6 +578,22 @@ fn serve_help_documents_every_setting() {
         "--max-connections",
         "--shutdown-grace-secs",
         "--allow-unauthenticated-public",
+        "--auth-user",
+        "--auth-htpasswd",
+        "--auth-grant",
+        "--auth-anonymous",
+        "--auth-realm",
+        "--auth-leeway-secs",
+        "--auth-token-signing-key",
+        "--auth-token-trusted-key",
+        "--auth-token-realm",
+        "--auth-token-service",
+        "--auth-token-issuer",
+        "--auth-token-path",
+        "--auth-token-ttl-secs",
+        "BERTH_AUTH_USER",
+        "JWT_REGISTRY_TOKENS_PUBLIC_KEY",
+        "READONLY_USERNAME",
         "BERTH_STORAGE",
         "./berth-data",
     ] {
