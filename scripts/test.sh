@@ -27,6 +27,7 @@ cargo test --workspace --exclude berth-worker
 
 step "a real client: skopeo pushes and pulls through berth serve, byte-exact"
 scripts/skopeo-roundtrip.sh
+scripts/skopeo-roundtrip.sh --auth
 
 step "Cloudflare Worker: toolchain (wasm32 target, wasm-bindgen-cli, npm ci), clippy for wasm32"
 scripts/worker-setup.sh
