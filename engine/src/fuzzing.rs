@@ -262,3 +262,226 @@ pub fn assert_store_is_verified(store: &MemoryStore) {
         }
     }
 }
+
+/// The authenticator the `auth` target decides with: a plaintext user, a bcrypt user, a
+/// scoped user, anonymous pull of `public/*`, JWT passwords and bearer tokens verified with
+/// berth's own key, and another issuer's ES256 key. berth's own key is Ed25519, the cheapest
+/// to sign and verify with, so that the fuzzer spends its time on parsing, not bignums.
+fn fuzz_authenticator() -> &'static crate::auth::Authenticator {
+    use crate::auth::{
+        AuthConfig, Authenticator, Grant, SigningKey, TokenConfig, User, VerificationKey,
+    };
+    static AUTH: std::sync::OnceLock<Authenticator> = std::sync::OnceLock::new();
+    AUTH.get_or_init(|| {
+        let own = SigningKey::ed25519_from_seed(&[9; 32]);
+        let other = SigningKey::es256_from_bytes(&[7; 32]).expect("a valid P-256 scalar");
+        let grant = |text| Grant::parse(text).expect("a valid grant");
+        let mut config = AuthConfig::default();
+        config
+            .users
+            .push(User::plain("admin", "adm1n-pw", vec![grant("*:*")]));
+        config.users.push(User::plain(
+            "alice",
+            "alice-pw",
+            vec![grant("team-a/*:pull,push")],
+        ));
+        config
+            .add_htpasswd(
+                "erin:$2b$04$n5hvPuUT30kyjJDUmxyVMOkufApUqjNQmNo1yzqYAm4Qtcls4Efba\n",
+                &[grant("*:pull")],
+            )
+            .expect("a valid htpasswd line");
+        config.anonymous.push(grant("public/*:pull"));
+        config.password_jwt_keys = vec![own.verification_key().clone()];
+        let mut token = TokenConfig::new("https://registry.test/token", "registry.test", "berth")
+            .with_signing_key(own);
+        token.trusted_keys = vec![VerificationKey::clone(other.verification_key())];
+        config.token = Some(token);
+        Authenticator::new(config).expect("a valid configuration")
+    })
+}
+
+/// A JWS over `claims` (any bytes) signed with the fuzz authenticator's own key.
+fn fuzz_sign(header: &[u8], claims: &[u8]) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Some(token) = &fuzz_authenticator().config().token else {
+        return String::new();
+    };
+    let Some(key) = &token.signing_key else {
+        return String::new();
+    };
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes(), &crate::Entropy([3; 32])));
+    format!("{signed}.{signature}")
+}
+
+/// `Authorization` headers and JWTs. The first byte picks the request (method and path) and
+/// how the rest is used: as the raw `Authorization` value; as Basic `user:password` (the
+/// password marked with a BEL byte, which must never show in a refusal or an identity); as
+/// the claims of a token signed with berth's own key (sent as Bearer, and as a Basic password);
+/// or as a token request (query line, then an OAuth2 form body) sent through the engine.
+/// Refusals are 401 with a challenge or 403; a token the endpoint issues opens `/v2/`.
+pub fn auth(data: &[u8]) {
+    use crate::auth::Identity;
+    use crate::route::{Query, route};
+    use http::{HeaderMap, HeaderValue, Method, header};
+
+    const NOW: crate::UnixTime = crate::UnixTime(1_800_000_000);
+    const REQUESTS: [(&str, &str); 8] = [
+        ("GET", "/v2/"),
+        ("GET", "/v2/_catalog"),
+        ("HEAD", "/v2/public/base/manifests/latest"),
+        (
+            "GET",
+            "/v2/team-a/app/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ),
+        ("PUT", "/v2/team-a/app/manifests/v1"),
+        ("DELETE", "/v2/team-b/app/manifests/v1"),
+        (
+            "POST",
+            "/v2/team-a/app/blobs/uploads/?mount=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855&from=team-b/x",
+        ),
+        ("PATCH", "/v2/x/blobs/uploads/0123"),
+    ];
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let auth = fuzz_authenticator();
+    let (method, uri) = REQUESTS[usize::from(selector >> 2) % REQUESTS.len()];
+    let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    let uri: http::Uri = uri.parse().unwrap_or_default();
+    let Ok(route) = route(uri.path()) else {
+        return;
+    };
+    let query = Query::parse(uri.query());
+    let decide = |value: &[u8]| -> Option<Result<Identity, crate::auth::AuthError>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_bytes(value).ok()?);
+        let decision = auth.authorize(&headers, &route, &method, &query, NOW);
+        match &decision {
+            Ok(identity) => {
+                for name in ["public/base", "team-a/app", "team-b/app", "x"] {
+                    let _ = auth.can_see(identity, name);
+                    let _ = auth.can_mount_from(identity, Some(name));
+                }
+                let _ = auth.can_mount_from(identity, None);
+            }
+            Err(e) => {
+                let status = e.error.status.as_u16();
+                assert!(status == 401 || status == 403, "refused with {status}");
+                assert_eq!(
+                    status == 401,
+                    e.error
+                        .headers
+                        .iter()
+                        .any(|(name, _)| name == header::WWW_AUTHENTICATE),
+                    "a 401, and only a 401, challenges"
+                );
+            }
+        }
+        Some(decision)
+    };
+    match selector % 4 {
+        0 => {
+            decide(rest);
+        }
+        1 => {
+            use base64::Engine as _;
+            // `user:password`, the password marked with BEL (never in the user name).
+            let (user, password) = match rest.iter().position(|&b| b == b':') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &b""[..]),
+            };
+            let mut credentials: Vec<u8> = user.iter().copied().filter(|&b| b != 7).collect();
+            credentials.push(b':');
+            credentials.extend_from_slice(password);
+            credentials.push(7);
+            let value = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(&credentials)
+            );
+            let leaked = |text: &str| text.contains('\u{7}') || text.contains("\\u{7}");
+            match decide(value.as_bytes()) {
+                Some(Ok(identity)) => assert!(!leaked(&format!("{identity} {identity:?}"))),
+                Some(Err(e)) => {
+                    assert!(!leaked(&format!("{e} {:?} {:?}", e.failure, e.error)));
+                }
+                None => {}
+            }
+        }
+        2 => {
+            let header: &[u8] = if rest.first() == Some(&b'!') {
+                br#"{"alg":"EdDSA"}"#
+            } else {
+                br#"{"alg":"EdDSA","typ":"JWT"}"#
+            };
+            let token = fuzz_sign(header, rest);
+            decide(format!("Bearer {token}").as_bytes());
+            use base64::Engine as _;
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("x:{token}"))
+            );
+            decide(basic.as_bytes());
+        }
+        _ => {
+            let config = Config {
+                auth: Some(std::sync::Arc::new(auth.clone())),
+                ..Config::default()
+            };
+            let mut driver = Driver::new(Registry::new(config).expect("a valid configuration"));
+            driver.now = NOW;
+            let (line, form) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &b""[..]),
+            };
+            let query: String = String::from_utf8_lossy(line)
+                .chars()
+                .filter(|c| c.is_ascii_graphic() && *c != '#')
+                .collect();
+            let basic = "Basic YWRtaW46YWRtMW4tcHc="; // admin:adm1n-pw
+            let mut responses = Vec::new();
+            if let Ok(get) = http::Request::builder()
+                .method("GET")
+                .uri(format!("/token?{query}"))
+                .header("authorization", basic)
+                .body(Vec::new())
+            {
+                responses.push(driver.send(get));
+            }
+            responses.push(driver.send(request("POST", "/token", &[], form.to_vec())));
+            for response in responses {
+                assert!(response.status().as_u16() < 500, "{}", response.status());
+                if response.status() == 200 {
+                    let body: serde_json::Value =
+                        serde_json::from_slice(response.body()).expect("a token response is JSON");
+                    let token = body["token"]
+                        .as_str()
+                        .expect("a token response has a token");
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        header::AUTHORIZATION,
+                        HeaderValue::from_str(&format!("Bearer {token}"))
+                            .expect("tokens are header-safe"),
+                    );
+                    assert!(
+                        auth.authorize(
+                            &headers,
+                            &crate::route::Route::Base,
+                            &Method::GET,
+                            &Query::default(),
+                            NOW
+                        )
+                        .is_ok(),
+                        "an issued token opens /v2/"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -43,3 +43,8 @@ fn upload_state_seeds() {
 fn engine_session_seeds() {
     replay("engine_session", berth_engine::fuzzing::engine_session);
 }
+
+#[test]
+fn auth_seeds() {
+    replay("auth", berth_engine::fuzzing::auth);
+}
