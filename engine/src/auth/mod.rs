@@ -22,19 +22,25 @@
 //! - **Permissions**: pull, push and delete, granted per repository pattern ([`Grant`]) to
 //!   users and to anonymous callers.
 //!
-//! # Wiring (for the dispatch)
+//! # Wiring
+//!
+//! [`crate::Config::auth`] holds the runtime's `Arc<Authenticator>`; the engine's gate
+//! (`gate.rs`, called by the dispatch before routing) applies it to every request:
 //!
 //! ```ignore
 //! if auth.is_token_endpoint(path) {
-//!     return auth.issue_token(&method, &headers, &query, &body, now, &entropy)
-//!         .unwrap_or_else(|e| { log(e.failure); e.error.into_response() });
+//!     // POST form read with Effect::ReadBody, at most MAX_TOKEN_FORM_LEN bytes.
+//!     return auth.issue_token(&method, &headers, &query, &body, now, &entropy);
 //! }
-//! let route = route::route(path)?;
-//! let identity = auth.authorize(&headers, &route, &method, &query, now)?; // log e.failure
-//! // POST uploads with `mount`: mount only if auth.can_mount_from(&identity, from), else
-//! // open a plain upload session (the spec's fallback).
+//! let route = route::route(path)?;                                       // 404/405 first
+//! let identity = auth.authorize(&headers, &route, &method, &query, now)?; // 401/403
+//! // POST uploads with `mount`: a `from` the caller cannot pull is dropped (a plain upload
+//! // session); the registry-wide lookup needs auth.can_mount_from(&identity, None).
 //! // _catalog: keep the names for which auth.can_see(&identity, name).
 //! ```
+//!
+//! A refusal's [`AuthFailure`] and an admitted caller's [`Identity`] ride in the response's
+//! extensions, for the runtime's log.
 //!
 //! # Status codes
 //!
