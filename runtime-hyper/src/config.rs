@@ -261,6 +261,11 @@ impl AuthSettings {
         self.config.is_some()
     }
 
+    /// Whether the token realm is derived from the bound address (no --auth-token-realm).
+    pub fn realm_from_listen(&self) -> bool {
+        self.realm_from_listen
+    }
+
     /// The engine's authenticator, `None` when nothing is configured. `local` is the bound
     /// address (for a default token realm), `tls` whether it serves HTTPS.
     pub fn build(

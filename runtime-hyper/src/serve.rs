@@ -141,6 +141,14 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         ),
         None => tracing::warn!("authentication off: every client may push, pull and delete"),
     }
+    if resolved.auth.realm_from_listen()
+        && (local.ip().is_unspecified() || !local.ip().is_loopback())
+    {
+        tracing::warn!(
+            "the token realm is derived from the listen address {local}; clients elsewhere \
+             need the registry's public URL: set --auth-token-realm https://HOST/token"
+        );
+    }
     if let Some(addr) = resolved.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)
             .await
