@@ -635,3 +635,90 @@ async fn oci_client_pushes_and_pulls_through_the_token_flow() {
     assert!(image.layers[0].data[..] == layer[..]);
     assert_eq!(image.config.data, config.data);
 }
+
+/// One server issues tokens; others verify them with its public key (an external issuer, as
+/// berth sees it): accepted with the right key, service and issuer, refused with a wrong key,
+/// a wrong audience or a wrong issuer.
+#[test]
+fn tokens_of_a_trusted_issuer_and_wrong_keys_audiences_and_issuers() {
+    let realm = "http://issuer.test/token";
+    let issuer = serve(
+        &[
+            "--auth-user",
+            "ci:pw",
+            "--auth-token-signing-key",
+            &fixture("ec-pkcs8.pem"),
+            "--auth-token-realm",
+            realm,
+            "--auth-token-service",
+            "registry.test",
+        ],
+        &[],
+    );
+    let (status, _, body) = http(
+        issuer.addr,
+        "GET",
+        "/token?service=registry.test&scope=repository:shared/app:pull,push",
+        &[("authorization", &basic("ci", "pw"))],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let verifier = |key: &str, service: &str, issuer: &str| {
+        serve(
+            &[
+                "--auth-token-trusted-key",
+                &fixture(key),
+                "--auth-token-realm",
+                realm,
+                "--auth-token-service",
+                service,
+                "--auth-token-issuer",
+                issuer,
+            ],
+            &[],
+        )
+    };
+    let push = |server: &Server| {
+        http(
+            server.addr,
+            "POST",
+            "/v2/shared/app/blobs/uploads/",
+            &[("authorization", &bearer)],
+            b"",
+        )
+    };
+    let trusting = verifier("ec-public.pem", "registry.test", "berth");
+    assert_eq!(push(&trusting).0, 202, "the trusted issuer's token pushes");
+    let (status, _, _) = http(
+        trusting.addr,
+        "GET",
+        "/v2/shared/other/tags/list",
+        &[("authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(status, 401, "only the token's repository");
+    // Without a signing key the verifier serves no token endpoint.
+    assert_eq!(http(trusting.addr, "GET", "/token", &[], b"").0, 404);
+    for (server, why) in [
+        (
+            verifier("rsa-public.pem", "registry.test", "berth"),
+            "wrong key",
+        ),
+        (
+            verifier("ec-public.pem", "elsewhere.test", "berth"),
+            "wrong audience",
+        ),
+        (
+            verifier("ec-public.pem", "registry.test", "someone"),
+            "wrong issuer",
+        ),
+    ] {
+        let (status, headers, body) = push(&server);
+        assert_eq!(status, 401, "{why}: {}", String::from_utf8_lossy(&body));
+        let challenge = header(&headers, "www-authenticate").unwrap();
+        assert!(challenge.contains("invalid_token"), "{why}: {challenge}");
+        assert!(challenge.starts_with(r#"Bearer realm="http://issuer.test/token""#));
+    }
+}
