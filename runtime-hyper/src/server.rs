@@ -215,17 +215,25 @@ impl Server {
         let transaction = self
             .registry
             .begin(Request::from_parts(parts, ()), now(), entropy());
-        // The transaction runs in a task of its own: if the client goes away mid-request it
-        // still runs to its end (the engine sees the body fail and finishes cleanly) instead
-        // of stopping between two storage operations.
-        let driver = self.clone();
         let body = BodySource::Request(incoming, self.body_timeout);
-        let driven = tokio::spawn(async move {
-            let result = driver.drive(transaction, body).await;
-            drop(upload_gauge);
-            result
-        });
-        let (response, received) = match driven.await {
+        let driven = if method == http::Method::GET || method == http::Method::HEAD {
+            // Reads run on the connection's own task, which saves a task hand-off (a cross-
+            // thread wake-up) per request: a fifth of a manifest GET's CPU. Should the client
+            // leave, stopping a read between two storage operations is harmless.
+            Ok(self.drive(transaction, body).await)
+        } else {
+            // Everything else runs in a task of its own: if the client goes away mid-request
+            // it still runs to its end (the engine sees the body fail and finishes cleanly)
+            // instead of stopping between two storage operations.
+            let driver = self.clone();
+            tokio::spawn(async move {
+                let result = driver.drive(transaction, body).await;
+                drop(upload_gauge);
+                result
+            })
+            .await
+        };
+        let (response, received) = match driven {
             Ok(result) => result,
             Err(e) => (
                 berth_engine::RegistryError::new(

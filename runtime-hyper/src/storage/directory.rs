@@ -70,6 +70,8 @@ const FORMAT: &str = "berth-directory 3\n";
 const FORMAT_2: &str = "berth-directory 2\n";
 const LOCK_STRIPES: u64 = 256;
 const READ_CHUNK: usize = 256 * 1024;
+/// Largest read done on the async runtime's thread rather than the blocking pool.
+const INLINE_READ_LIMIT: u64 = 64 * 1024;
 const MAGIC: &[u8; 8] = b"berthobj";
 /// Length of the header before an object's bytes.
 pub const HEADER_LEN: u64 = 32;
@@ -502,6 +504,23 @@ impl DirectoryBackend {
     }
 
     pub async fn execute(&self, effect: Effect) -> Outcome {
+        // Reads of metadata-sized objects (tags, links, manifests, upload records) happen on
+        // the calling thread: an open and a read of a few KiB that the page cache nearly
+        // always holds cost less than handing them to the blocking pool and back, which was
+        // most of a manifest GET's CPU. Larger objects and every write go to the pool.
+        match &effect {
+            Effect::Head { key } => match self.open_object(key) {
+                Ok(Some(opened)) => return Outcome::Found(opened.meta()),
+                Ok(None) => return Outcome::NotFound,
+                Err(e) => return failed(key, e),
+            },
+            Effect::Get { key, range } => match self.get_if_small(key, *range) {
+                Ok(Some(outcome)) => return outcome,
+                Ok(None) => {}
+                Err(e) => return failed(key, e),
+            },
+            _ => {}
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.execute_blocking(effect))
             .await
@@ -566,6 +585,26 @@ impl DirectoryBackend {
                 other.operation()
             )),
         }
+    }
+
+    /// [`Effect::Get`]'s outcome if the bytes asked for are at most [`INLINE_READ_LIMIT`]
+    /// (or the object is missing); `None` if they are more.
+    fn get_if_small(&self, key: &str, range: Option<ByteRange>) -> io::Result<Option<Outcome>> {
+        let Some(opened) = self.open_object(key)? else {
+            return Ok(Some(Outcome::NotFound));
+        };
+        let (first, len) = clamp(range, opened.size);
+        if len > INLINE_READ_LIMIT {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; len as usize];
+        opened
+            .file
+            .read_exact_at(&mut bytes, opened.body_offset + first)?;
+        Ok(Some(Outcome::Object {
+            meta: opened.meta(),
+            bytes: Bytes::from(bytes),
+        }))
     }
 
     fn get(&self, key: &str, range: Option<ByteRange>) -> io::Result<Option<(ObjectMeta, Bytes)>> {
