@@ -37,6 +37,17 @@ pub struct Server {
     pub body_timeout: Duration,
 }
 
+/// Polls a transaction that may spend long on the CPU (bcrypt) where it does not hold up the
+/// other requests of this runtime thread: `block_in_place` hands them to another worker first.
+fn poll_off_the_runtime(transaction: &mut Transaction) -> Next {
+    let flavor = tokio::runtime::Handle::current().runtime_flavor();
+    if flavor == tokio::runtime::RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| transaction.poll())
+    } else {
+        transaction.poll()
+    }
+}
+
 pub fn now() -> UnixTime {
     UnixTime(
         SystemTime::now()
@@ -128,6 +139,7 @@ impl Server {
         &self,
         mut transaction: Transaction,
         mut body: BodySource,
+        slow_auth: bool,
     ) -> (berth_engine::Response, u64) {
         let mut received = 0u64;
         let mut response = None;
@@ -137,7 +149,12 @@ impl Server {
         loop {
             let mut done = false;
             loop {
-                match transaction.poll() {
+                let next = if slow_auth {
+                    poll_off_the_runtime(&mut transaction)
+                } else {
+                    transaction.poll()
+                };
+                match next {
                     Next::Effect(id, Effect::ReadBody) => body_reads.push_back(id),
                     Next::Effect(id, effect) => waiting.push_back((id, effect)),
                     Next::Respond(r) => response = Some(r),
@@ -197,6 +214,24 @@ impl Server {
         (response, received)
     }
 
+    /// Whether verifying this request's credentials may run bcrypt (about 90 ms of CPU): it
+    /// carries Basic credentials and some configured user has a bcrypt hash (htpasswd).
+    fn needs_slow_auth(&self, headers: &http::HeaderMap) -> bool {
+        let Some(auth) = &self.registry.config().auth else {
+            return false;
+        };
+        let basic = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().get(..6))
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "));
+        basic
+            && auth
+                .config()
+                .users
+                .iter()
+                .any(|user| matches!(user.secret, berth_engine::auth::Secret::Bcrypt(_)))
+    }
+
     /// Serves one HTTP request on a connection whose activity `connection` tracks.
     pub async fn handle(
         self: Arc<Self>,
@@ -212,6 +247,7 @@ impl Server {
         // For the gauge only: requests that carry blob bytes in.
         let uploading = matches!(route, "upload-start" | "upload") && method != http::Method::GET;
         let upload_gauge = uploading.then(|| UploadGauge::new(&self.metrics));
+        let slow_auth = self.needs_slow_auth(&parts.headers);
         let transaction = self
             .registry
             .begin(Request::from_parts(parts, ()), now(), entropy());
@@ -220,14 +256,14 @@ impl Server {
             // Reads run on the connection's own task, which saves a task hand-off (a cross-
             // thread wake-up) per request: a fifth of a manifest GET's CPU. Should the client
             // leave, stopping a read between two storage operations is harmless.
-            Ok(self.drive(transaction, body).await)
+            Ok(self.drive(transaction, body, slow_auth).await)
         } else {
             // Everything else runs in a task of its own: if the client goes away mid-request
             // it still runs to its end (the engine sees the body fail and finishes cleanly)
             // instead of stopping between two storage operations.
             let driver = self.clone();
             tokio::spawn(async move {
-                let result = driver.drive(transaction, body).await;
+                let result = driver.drive(transaction, body, slow_auth).await;
                 drop(upload_gauge);
                 result
             })
@@ -308,7 +344,7 @@ impl Server {
     /// its status and JSON summary.
     pub async fn maintain(&self) -> (http::StatusCode, String) {
         let transaction = self.registry.maintain(now());
-        let (response, _) = self.drive(transaction, BodySource::None).await;
+        let (response, _) = self.drive(transaction, BodySource::None, false).await;
         // A multipart upload untouched for twice the upload expiry belongs to no live upload:
         // the engine's own maintenance has removed every upload that old.
         let expiry = self.registry.config().upload_expiry_secs;
