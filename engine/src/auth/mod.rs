@@ -27,7 +27,7 @@
 //! [`crate::Config::auth`] holds the runtime's `Arc<Authenticator>`; the engine's gate
 //! (`gate.rs`, called by the dispatch before routing) applies it to every request:
 //!
-//! ```ignore
+//! ```text
 //! if auth.is_token_endpoint(path) {
 //!     // POST form read with Effect::ReadBody, at most MAX_TOKEN_FORM_LEN bytes.
 //!     return auth.issue_token(&method, &headers, &query, &body, now, &entropy);
