@@ -18,6 +18,8 @@
 //!   `{"etag"}` or 404; `DELETE multipart/KEY?upload_id=U`: abort, 204.
 //! - `POST complete/KEY?upload_id=U` with `[[N, "etag"], ...]`: the object's JSON, or 404.
 //! - `GET panic`: panics; `GET abort`: traps without a panic (`std::process::abort`).
+//! - `GET memory`: `{"wasm_memory_bytes"}`, the size of this instance's wasm linear memory
+//!   (it only grows, so it is the instance's peak; `scripts/worker-bench.py` reports it).
 
 use std::collections::HashMap;
 
@@ -189,6 +191,9 @@ async fn route(mut req: Request, rest: &str, env: &Env) -> Result<Response> {
         }
         (Method::Get, "panic") => panic!("selftest panic requested"),
         (Method::Get, "abort") => std::process::abort(),
+        (Method::Get, "memory") => Response::from_json(&serde_json::json!({
+            "wasm_memory_bytes": wasm_memory_bytes(),
+        })),
         _ => Response::error("no such selftest route", 404),
     }
 }
@@ -243,4 +248,18 @@ fn number(s: &str) -> Result<u64> {
     s.trim()
         .parse()
         .map_err(|_| worker::Error::RustError(format!("not a number: {s}")))
+}
+
+/// The size of this instance's wasm linear memory, in bytes.
+fn wasm_memory_bytes() -> f64 {
+    use worker::wasm_bindgen::JsCast;
+    worker::wasm_bindgen::memory()
+        .dyn_into::<worker::js_sys::WebAssembly::Memory>()
+        .map(|memory| {
+            memory
+                .buffer()
+                .unchecked_into::<worker::js_sys::ArrayBuffer>()
+                .byte_length() as f64
+        })
+        .unwrap_or(0.0)
 }
