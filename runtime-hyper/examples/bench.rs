@@ -3,8 +3,9 @@
 //! installed, against it in the same run.
 //!
 //! ```sh
-//! cargo build --release -p berth && cargo run --release -p berth --example bench   # 1 GiB, 10 GiB
-//! cargo run --release -p berth --example bench -- 1 2   # blob GiB, RSS-push GiB
+//! scripts/bench.sh          # installs the reference registry if missing; 1 GiB, 10 GiB
+//! cargo build --release -p berth --bins --examples && target/release/examples/bench 1 10
+//! scripts/bench.sh 1 2     # blob GiB, RSS-push GiB
 //! ```
 //!
 //! Every figure is measured by this program on loopback: wall time around raw HTTP/1.1
