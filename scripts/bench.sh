@@ -7,11 +7,7 @@
 # directory), on loopback; everything is removed afterwards.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-if ! command -v docker-registry >/dev/null 2>&1; then
-    echo "bench: installing Debian's docker-registry (the reference registry)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
-fi
+"$root/scripts/install-reference-registry.sh"
 cd "$root"
 # The berth binary is built too: `cargo run --example` alone does not rebuild it.
 cargo build --release -p berth --bins --examples

@@ -15,11 +15,7 @@
 # directory, removed afterwards), CARGO_TARGET_DIR as for any cargo command.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-if ! command -v docker-registry >/dev/null 2>&1; then
-    echo "calibrate: installing Debian's docker-registry"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
-fi
+"$root/scripts/install-reference-registry.sh"
 work="$(mktemp -d)"
 port="${CALIBRATE_PORT:-5099}"
 # The packaged config (/etc/docker/registry/config.yml) listens on every interface and wants
