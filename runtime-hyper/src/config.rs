@@ -1,5 +1,8 @@
 //! Configuration: flags override environment variables (`BERTH_*`), which override the TOML
-//! file (`--config`), which overrides the defaults.
+//! file (`--config`), which overrides the defaults. Two lists are the exception: users and
+//! per-user grants are combined from every source (see [`Settings::resolve_auth`]), because a
+//! user left without grants may do everything, so a source that replaced another's grants
+//! could silently lift every restriction.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -121,13 +124,10 @@ pub struct Settings {
     // ── Authentication (see "Authentication" in the README) ──────────────────────────────
     /// A user who logs in with HTTP Basic (and at the token endpoint), as NAME:PASSWORD (the
     /// password is everything after the first ':'). Repeat for more users. Flags show in `ps`:
-    /// prefer the environment variable (one user), the [auth] table or --auth-htpasswd.
-    #[arg(
-        long = "auth-user",
-        env = "BERTH_AUTH_USER",
-        hide_env_values = true,
-        value_name = "NAME:PASSWORD"
-    )]
+    /// prefer BERTH_AUTH_USER (one user), the [auth] table or --auth-htpasswd. Users of the
+    /// flags, BERTH_AUTH_USER, the [auth] table, the htpasswd file and serverless-registry's
+    /// variables are all combined; a name may appear once.
+    #[arg(long = "auth-user", value_name = "NAME:PASSWORD")]
     pub auth_users: Vec<String>,
     /// An htpasswd file of users with bcrypt hashes (`htpasswd -B`), the reference registry's
     /// format. bcrypt runs on every Basic-authenticated request; the token flow runs it once
@@ -136,11 +136,11 @@ pub struct Settings {
     pub auth_htpasswd: Option<PathBuf>,
     /// What a user may do, as USER=PATTERN:ACTIONS, e.g. `alice=team-a/*:pull,push`. PATTERN
     /// is a repository name with `*` matching anything (`/` included); ACTIONS is a comma
-    /// list of pull, push, delete, or `*`. Repeat (or separate by spaces) for more. A user
-    /// without any grant may pull, push and delete everything.
+    /// list of pull, push, delete, or `*`. Repeat (or separate by spaces) for more. A user's
+    /// grants are those of these flags, of BERTH_AUTH_GRANTS (space-separated) and of the
+    /// [auth] table together. A user without any grant may pull, push and delete everything.
     #[arg(
         long = "auth-grant",
-        env = "BERTH_AUTH_GRANTS",
         value_delimiter = ' ',
         value_name = "USER=PATTERN:ACTIONS"
     )]
@@ -311,8 +311,15 @@ fn authority(url: &str) -> Option<String> {
 }
 
 impl Settings {
-    /// Authentication from flags (or `BERTH_AUTH_*`), the `[auth]` table, and
-    /// serverless-registry's variables (looked up with `env`).
+    /// Authentication from flags, `BERTH_AUTH_*`, the `[auth]` table, and serverless-registry's
+    /// variables (environment variables are looked up with `env`).
+    ///
+    /// Users and per-user grants are combined from every source: a user's grants are the union
+    /// of `[[auth.users]]` `grants`, `[auth.grants]`, `BERTH_AUTH_GRANTS` and `--auth-grant`,
+    /// and only a user with no grant from any source may do everything. Every other setting,
+    /// lists included (anonymous grants, trusted keys), is taken whole from the first source
+    /// that sets it: flags, then environment, then file. (Those lists, unlike a user's grants,
+    /// grant nothing when empty, so taking one whole grants nothing the operator did not write.)
     fn resolve_auth(
         &self,
         file: Option<FileAuth>,
@@ -328,29 +335,68 @@ impl Settings {
             config.leeway_secs = leeway;
         }
         let everything = vec![Grant::everything(Actions::ALL)];
-        // Users: the flags' (or else the file's), the htpasswd file's, serverless-registry's.
+        // Users from every source, combined; `validate` refuses a name given twice.
+        let env_user = env("BERTH_AUTH_USER").filter(|u| !u.is_empty());
+        for (entry, what) in self
+            .auth_users
+            .iter()
+            .map(|e| (e, "--auth-user"))
+            .chain(env_user.iter().map(|e| (e, "BERTH_AUTH_USER")))
+        {
+            let (name, password) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("{what} takes NAME:PASSWORD"))?;
+            config.users.push(User::plain(name, password, Vec::new()));
+        }
         if !self.auth_users.is_empty() {
-            for entry in &self.auth_users {
-                let (name, password) = entry.split_once(':').ok_or_else(|| {
-                    "--auth-user takes NAME:PASSWORD (BERTH_AUTH_USER likewise)".to_owned()
-                })?;
-                config.users.push(User::plain(name, password, Vec::new()));
-            }
             sources.push(format!(
                 "{} user(s) from --auth-user",
                 self.auth_users.len()
             ));
-        } else if !file.users.is_empty() {
-            for user in &file.users {
-                let grants =
-                    parse_grants(&format!("grants of user {:?}", user.name), &user.grants)?;
-                config.users.push(User::plain(
-                    user.name.clone(),
-                    user.password.clone(),
-                    grants,
-                ));
+        }
+        if env_user.is_some() {
+            sources.push("1 user from BERTH_AUTH_USER".to_owned());
+        }
+        // Grants of every source, by user; `[[auth.users]]` grants are added further down.
+        let mut grants: std::collections::BTreeMap<String, Vec<Grant>> = Default::default();
+        let mut add = |user: &str, grant: Grant| {
+            let list = grants.entry(user.to_owned()).or_default();
+            if !list.contains(&grant) {
+                list.push(grant);
             }
+        };
+        for user in &file.users {
+            for grant in parse_grants(&format!("grants of user {:?}", user.name), &user.grants)? {
+                add(&user.name, grant);
+            }
+            config.users.push(User::plain(
+                user.name.clone(),
+                user.password.clone(),
+                Vec::new(),
+            ));
+        }
+        if !file.users.is_empty() {
             sources.push(format!("{} user(s) from [auth] users", file.users.len()));
+        }
+        for (user, texts) in &file.grants {
+            for grant in parse_grants(&format!("[auth.grants] {user}"), texts)? {
+                add(user, grant);
+            }
+        }
+        let env_grants = env("BERTH_AUTH_GRANTS").unwrap_or_default();
+        for (entry, what) in env_grants
+            .split_whitespace()
+            .map(|e| (e, "BERTH_AUTH_GRANTS"))
+            .chain(self.auth_grants.iter().map(|e| (e.trim(), "--auth-grant")))
+            .filter(|(e, _)| !e.is_empty())
+        {
+            let (user, grant) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{what} {entry:?} is not USER=PATTERN:ACTIONS"))?;
+            add(
+                user,
+                Grant::parse(grant).map_err(|e| format!("{what}: {e}"))?,
+            );
         }
         if let Some(path) = self.auth_htpasswd.clone().or(file.htpasswd) {
             let text = read_text("htpasswd file", &path)?;
@@ -364,25 +410,6 @@ impl Settings {
                 path.display()
             ));
         }
-        // Per-user grants: flags (or else the file); then every user still without grants
-        // may do everything, as in the reference registry.
-        let mut grants: std::collections::BTreeMap<String, Vec<Grant>> = Default::default();
-        if !self.auth_grants.is_empty() {
-            for entry in self.auth_grants.iter().filter(|e| !e.trim().is_empty()) {
-                let (user, grant) = entry
-                    .split_once('=')
-                    .ok_or_else(|| format!("--auth-grant {entry:?} is not USER=PATTERN:ACTIONS"))?;
-                let grant = Grant::parse(grant).map_err(|e| format!("--auth-grant: {e}"))?;
-                grants.entry(user.to_owned()).or_default().push(grant);
-            }
-        } else {
-            for (user, texts) in &file.grants {
-                grants.insert(
-                    user.clone(),
-                    parse_grants(&format!("[auth.grants] {user}"), texts)?,
-                );
-            }
-        }
         let serverless = AuthConfig::from_serverless_registry_env(|name| env(name))
             .map_err(|e| format!("serverless-registry variables: {e}"))?;
         if !serverless.users.is_empty() {
@@ -394,12 +421,12 @@ impl Settings {
         if !serverless.password_jwt_keys.is_empty() {
             sources.push("JWT passwords verified with JWT_REGISTRY_TOKENS_PUBLIC_KEY".into());
         }
+        // A user without any grant from any source may do everything (the reference
+        // registry's rule); serverless-registry's users keep their own grants unless given some.
         for user in &mut config.users {
-            if let Some(g) = grants.remove(&user.name) {
-                user.grants = g;
-            } else if user.grants.is_empty() {
-                user.grants = everything.clone();
-            }
+            user.grants = grants
+                .remove(&user.name)
+                .unwrap_or_else(|| everything.clone());
         }
         for mut user in serverless.users {
             if let Some(g) = grants.remove(&user.name) {
@@ -771,50 +798,130 @@ mod tests {
     }
 
     #[test]
-    fn auth_flags_override_the_auth_table() {
+    fn grants_of_the_file_environment_and_flags_are_combined() {
         let file: FileSettings = toml::from_str(
             r#"
             [auth]
             anonymous = ["public/*:pull"]
             users = [{ name = "file-user", password = "pw", grants = ["a/*:pull"] }]
             [auth.grants]
-            file-user = ["b/*:*"]
+            file-user = ["b/*:*", "a/*:pull"]
             "#,
         )
         .unwrap();
         let from_file = Settings::default().resolve_auth(file.auth, no_env).unwrap();
         assert!(from_file.configured());
-        // [auth.grants] replaces the user's own grants, as --auth-grant does.
+        // A user's own grants and [auth.grants] add up (a grant given twice counts once).
         assert_eq!(
             users(&from_file),
             [(
                 "file-user".to_owned(),
-                vec!["b/*:pull,push,delete".to_owned()]
+                vec!["a/*:pull".to_owned(), "b/*:pull,push,delete".to_owned()]
             )]
         );
-        let file: FileSettings =
-            toml::from_str("[auth]\nusers = [{ name = \"file-user\", password = \"pw\" }]\n")
-                .unwrap();
+        let file: FileSettings = toml::from_str(
+            "[auth]\nanonymous = [\"public/*:pull\"]\n\
+             users = [{ name = \"file-user\", password = \"pw\" }]\n\
+             [auth.grants]\nfile-user = [\"f/*:pull\"]\n",
+        )
+        .unwrap();
+        let env = |name: &str| match name {
+            "BERTH_AUTH_USER" => Some("env-user:e:pw".to_owned()),
+            "BERTH_AUTH_GRANTS" => Some("env-user=e/*:push  file-user=g:delete".to_owned()),
+            _ => None,
+        };
         let settings = Settings {
             auth_users: vec!["flag-user:p:w".into()],
-            auth_grants: vec!["flag-user=team/*:pull".into(), "flag-user=x:push".into()],
+            auth_grants: vec!["flag-user=team/*:pull".into(), "file-user=x:push".into()],
             auth_anonymous: vec!["open/*:pull".into()],
             ..Settings::default()
         };
-        let auth = settings.resolve_auth(file.auth, no_env).unwrap();
+        let auth = settings.resolve_auth(file.auth, env).unwrap();
         assert_eq!(
             users(&auth),
-            [(
-                "flag-user".to_owned(),
-                vec!["team/*:pull".to_owned(), "x:push".to_owned()]
-            )]
+            [
+                ("flag-user".to_owned(), vec!["team/*:pull".to_owned()]),
+                ("env-user".to_owned(), vec!["e/*:push".to_owned()]),
+                (
+                    "file-user".to_owned(),
+                    vec![
+                        "f/*:pull".to_owned(),
+                        "g:delete".to_owned(),
+                        "x:push".to_owned()
+                    ]
+                ),
+            ]
         );
         let config = auth.config.unwrap();
         assert_eq!(
             config.users[0].secret,
             berth_engine::auth::Secret::Plain("p:w".into())
         );
+        assert_eq!(
+            config.users[1].secret,
+            berth_engine::auth::Secret::Plain("e:pw".into())
+        );
+        // The anonymous grants are one setting: the flags' replace the file's.
+        assert_eq!(config.anonymous.len(), 1);
         assert_eq!(config.anonymous[0].to_string(), "open/*:pull");
+    }
+
+    /// The review's scenario: an operator adds a grant for bob in the environment; alice keeps
+    /// her file grants instead of falling back to "no grant: everything".
+    #[test]
+    fn a_grant_from_the_environment_keeps_the_file_grants_of_other_users() {
+        // alice, bob and erin, with bcrypt hashes.
+        let htpasswd = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/data/auth/htpasswd"
+        );
+        let file: FileSettings = toml::from_str(&format!(
+            "[auth]\nhtpasswd = {htpasswd:?}\n[auth.grants]\nalice = [\"team-a/*:pull\"]\n"
+        ))
+        .unwrap();
+        let env = |name: &str| (name == "BERTH_AUTH_GRANTS").then(|| "bob=x:pull".to_owned());
+        let auth = Settings::default().resolve_auth(file.auth, env).unwrap();
+        assert_eq!(
+            users(&auth),
+            [
+                ("alice".to_owned(), vec!["team-a/*:pull".to_owned()]),
+                ("bob".to_owned(), vec!["x:pull".to_owned()]),
+                ("erin".to_owned(), vec!["*:pull,push,delete".to_owned()]),
+            ]
+        );
+        // The same with --auth-grant instead of the environment.
+        let file: FileSettings = toml::from_str(&format!(
+            "[auth]\nhtpasswd = {htpasswd:?}\n[auth.grants]\nalice = [\"team-a/*:pull\"]\n"
+        ))
+        .unwrap();
+        let settings = Settings {
+            auth_grants: vec!["bob=x:pull".into()],
+            ..Settings::default()
+        };
+        let auth = settings.resolve_auth(file.auth, no_env).unwrap();
+        assert_eq!(
+            users(&auth)[0],
+            ("alice".to_owned(), vec!["team-a/*:pull".to_owned()])
+        );
+    }
+
+    #[test]
+    fn users_of_the_flags_environment_and_file_are_combined_once_each() {
+        let file: FileSettings =
+            toml::from_str("[auth]\nusers = [{ name = \"ci\", password = \"pw\" }]\n").unwrap();
+        let env = |name: &str| (name == "BERTH_AUTH_USER").then(|| "ci:other".to_owned());
+        let settings = Settings {
+            auth_users: vec!["admin:pw".into()],
+            ..Settings::default()
+        };
+        let error = settings.resolve_auth(file.auth, env).unwrap_err();
+        assert!(error.contains("twice"), "{error}");
+        let file: FileSettings =
+            toml::from_str("[auth]\nusers = [{ name = \"ci\", password = \"pw\" }]\n").unwrap();
+        let env = |name: &str| (name == "BERTH_AUTH_USER").then(|| "deploy:pw".to_owned());
+        let auth = settings.resolve_auth(file.auth, env).unwrap();
+        let names: Vec<String> = users(&auth).into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["admin", "deploy", "ci"]);
     }
 
     #[test]
