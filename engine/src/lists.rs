@@ -101,40 +101,100 @@ pub(crate) async fn tags(cx: &Cx, name: &str) -> Result<Response> {
     ))
 }
 
-/// Most listing calls one `_catalog` page makes to fill itself with names the caller may see;
-/// a page that is still short ends with a `Link` to continue.
+/// Most store listings one `_catalog` request makes once its page shows a visible name.
+///
+/// The `Link` cursor (`last=`) must never be a name the caller may not see, so it is the last
+/// name *shown*, not the last one listed, and a page may end early only once it shows at least
+/// one name. The work of one request is therefore bounded by:
+///
+/// - at most this many listings of `list_page_size` keys (16,000 index keys at the default page
+///   size of 1,000) when a visible name turns up within them;
+/// - otherwise, the listings up to the first visible name after the cursor, or up to the end of
+///   the index. A caller who may see nothing further pays one scan of the rest of the index: that
+///   is what it costs to say truthfully that nothing follows without naming a hidden repository.
+///
+/// Pagination makes progress and terminates: a page with a `Link` shows at least one name, and
+/// its cursor is the last of them, strictly after the cursor the page started from; a page that
+/// shows nothing has no `Link`.
 const MAX_CATALOG_LISTINGS: usize = 16;
 
 /// GET `/v2/_catalog`, filtered to what the caller may see. A page holds up to `n` visible
-/// names: hidden ones are skipped by listing further, so pages are not emptied by filtering.
+/// names: hidden ones are skipped by listing further, so pages are not emptied by filtering, and
+/// the cursor in the `Link` is always a name shown (see [`MAX_CATALOG_LISTINGS`]).
 pub(crate) async fn catalog(cx: &Cx, visible: &(dyn Fn(&str) -> bool + Sync)) -> Result<Response> {
-    let mut page = page(cx)?;
-    let mut repositories: Vec<String> = Vec::new();
-    let mut next = None;
-    for _ in 0..MAX_CATALOG_LISTINGS {
-        let wanted = page.limit - repositories.len();
-        let (names, more) = list_names(
-            cx,
-            layout::CATALOG_PREFIX,
-            &Page {
-                limit: wanted,
-                last: page.last.clone(),
-                explicit: page.explicit,
-            },
-        )
-        .await?;
-        let last_listed = names.last().cloned();
-        repositories.extend(names.into_iter().filter(|n| visible(n)));
-        next = more;
-        if next.is_none() || repositories.len() >= page.limit {
-            break;
-        }
-        page.last = last_listed;
-    }
+    let page = page(cx)?;
+    let (repositories, more) = visible_names(cx, visible, &page).await?;
+    let next = if more {
+        repositories.last().cloned()
+    } else {
+        None
+    };
     #[derive(Serialize)]
     struct Catalog {
         repositories: Vec<String>,
     }
     let body = serde_json::to_vec(&Catalog { repositories }).unwrap_or_default();
     Ok(json_response(body, next_link("/v2/_catalog", &page, next)))
+}
+
+/// Up to `page.limit` visible repository names after `page.last`, and whether more visible
+/// names may follow the last of them.
+async fn visible_names(
+    cx: &Cx,
+    visible: &(dyn Fn(&str) -> bool + Sync),
+    page: &Page,
+) -> Result<(Vec<String>, bool)> {
+    let prefix = layout::CATALOG_PREFIX;
+    let mut repositories: Vec<String> = Vec::new();
+    if page.limit == 0 {
+        return Ok((repositories, false));
+    }
+    // Where the next listing starts: the last name listed, visible or not. Never shown.
+    let mut listed_up_to = page.last.clone();
+    let mut listings = 0;
+    loop {
+        let start_after = listed_up_to.as_ref().map(|last| format!("{prefix}{last}"));
+        let listing = cx
+            .store
+            .list(prefix, start_after, cx.config.list_page_size, None)
+            .await?;
+        listings += 1;
+        let names: Vec<&str> = listing
+            .keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .collect();
+        let mut rest = names.iter().copied();
+        for name in rest.by_ref() {
+            if visible(name) {
+                repositories.push(name.to_owned());
+                if repositories.len() == page.limit {
+                    break;
+                }
+            }
+        }
+        if repositories.len() == page.limit {
+            let more = listing.truncated || rest.any(visible);
+            return Ok((repositories, more));
+        }
+        if !listing.truncated {
+            return Ok((repositories, false));
+        }
+        let Some(&last) = names.last() else {
+            // A truncated listing with no keys: continue from the last name shown, if any.
+            let more = !repositories.is_empty();
+            return Ok((repositories, more));
+        };
+        if listed_up_to.as_deref().is_some_and(|before| last <= before) {
+            return Err(RegistryError::backend(
+                "list",
+                prefix,
+                "the listing did not advance past its start",
+            ));
+        }
+        listed_up_to = Some(last.to_owned());
+        if listings >= MAX_CATALOG_LISTINGS && !repositories.is_empty() {
+            return Ok((repositories, true));
+        }
+    }
 }

@@ -478,3 +478,105 @@ fn without_auth_everything_is_allowed_and_nothing_is_reported() {
     assert!(response.extensions().get::<Identity>().is_none());
     assert_snapshot!(exchange(&mut d, "GET", "/v2/_catalog", &[], b""));
 }
+
+/// Follows `_catalog` pages from `first` for `headers`, returning every page's raw text (status,
+/// headers, body) and the names shown, in order. Fails after `max_pages`.
+fn catalog_pages(
+    d: &mut Driver,
+    first: &str,
+    headers: &[(&str, &str)],
+    max_pages: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut raw = Vec::new();
+    let mut shown = Vec::new();
+    let mut uri = first.to_owned();
+    for _ in 0..max_pages {
+        let r = d.send(request("GET", &uri, headers, Vec::new()));
+        assert_eq!(r.status(), 200, "{uri}: {:?}", r.body());
+        raw.push(common::render_response(&r));
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        for name in body["repositories"].as_array().unwrap() {
+            shown.push(name.as_str().unwrap().to_owned());
+        }
+        let Some(link) = r.headers().get("link") else {
+            return (raw, shown);
+        };
+        let link = link.to_str().unwrap();
+        uri = link[1..link.find('>').unwrap()].to_owned();
+    }
+    panic!("{first}: still paging after {max_pages} pages: {raw:?}");
+}
+
+#[test]
+fn catalog_links_never_name_a_repository_the_caller_cannot_see() {
+    let hidden: Vec<String> = (0..20)
+        .map(|i| format!("secret/r{i:02}"))
+        .chain((0..20).map(|i| format!("team-b/r{i:02}")))
+        .collect();
+    let visible = ["team-a/app", "team-c/app"];
+    let mut auth = AuthConfig::default();
+    auth.users.push(berth_engine::auth::User::plain(
+        "writer",
+        "wr1te",
+        vec![support::grant("*:*")],
+    ));
+    auth.users.push(berth_engine::auth::User::plain(
+        "teams",
+        "t3ams",
+        vec![
+            support::grant("team-a/*:pull"),
+            support::grant("team-c/*:pull"),
+        ],
+    ));
+    auth.anonymous = vec![
+        support::grant("team-a/*:pull"),
+        support::grant("team-c/*:pull"),
+    ];
+    let auth = Arc::new(Authenticator::new(auth).unwrap());
+    let registry = |list_page_size| {
+        Registry::new(Config {
+            auth: Some(auth.clone()),
+            list_page_size,
+            ..Config::default()
+        })
+        .unwrap()
+    };
+    let mut d = Driver::new(registry(1000));
+    d.now = NOW;
+    for name in hidden.iter().map(String::as_str).chain(visible) {
+        seed(&mut d, name);
+    }
+    let teams = basic_value("teams", "t3ams");
+    let callers: [&[(&str, &str)]; 2] = [&[], &[("authorization", &teams)]];
+    // Small store pages make a request list many times, and reach the listing cap.
+    for list_page_size in [1, 2, 3, 1000] {
+        d.registry = registry(list_page_size);
+        for n in ["", "?n=1", "?n=2", "?n=3", "?n=5"] {
+            for headers in callers {
+                let first = format!("/v2/_catalog{n}");
+                let (raw, shown) = catalog_pages(&mut d, &first, headers, 10);
+                let context = format!("page size {list_page_size}, {first}, {headers:?}");
+                for text in &raw {
+                    for name in &hidden {
+                        let encoded: String =
+                            form_urlencoded::byte_serialize(name.as_bytes()).collect();
+                        assert!(
+                            !text.contains(name.as_str()) && !text.contains(&encoded),
+                            "{context}: {name} leaked:\n{text}"
+                        );
+                    }
+                }
+                assert_eq!(shown, visible, "{context}: {raw:?}");
+            }
+        }
+    }
+    // With 2 keys a listing, the cap ends the first page after team-b's names: it shows
+    // team-a/app, and continues after it (not after the last hidden name listed).
+    d.registry = registry(2);
+    let r = d.send(request("GET", "/v2/_catalog?n=2", &[], Vec::new()));
+    assert_eq!(r.body().as_ref(), br#"{"repositories":["team-a/app"]}"#);
+    assert_eq!(
+        r.headers()["link"],
+        r#"</v2/_catalog?n=2&last=team-a%2Fapp>; rel="next""#
+    );
+}
