@@ -70,7 +70,8 @@ impl BcryptHash {
             }
         }
         let malformed = || "malformed bcrypt hash (expected $2y$NN$ and 53 characters)".to_owned();
-        let rest = &text[4..];
+        // The scheme matched, so `text` is `$2y` followed by `$` or by nothing at all.
+        let rest = text.get(4..).ok_or_else(malformed)?;
         let (cost, encoded) = rest.split_once('$').ok_or_else(malformed)?;
         if cost.len() != 2 || !cost.bytes().all(|b| b.is_ascii_digit()) {
             return Err(malformed());
@@ -184,6 +185,26 @@ mod tests {
             let err = BcryptHash::parse(hash).unwrap_err();
             assert!(err.contains(expect), "{hash}: {err}");
         }
+    }
+
+    #[test]
+    fn truncated_hashes_are_refused_not_panicked_on() {
+        let full = "$2y$04$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG";
+        for scheme in ["$2a", "$2b", "$2y"] {
+            let err = BcryptHash::parse(scheme).unwrap_err();
+            assert!(err.contains("malformed"), "{scheme}: {err}");
+        }
+        // Every prefix of a valid hash, and the valid hash with a non-ASCII character at each
+        // position: refused with a message, never a panic on a char boundary.
+        for end in 0..full.len() {
+            assert!(BcryptHash::parse(&full[..end]).is_err(), "{}", &full[..end]);
+        }
+        for at in 0..full.len() {
+            let text = format!("{}é{}", &full[..at], &full[at + 1..]);
+            assert!(BcryptHash::parse(&text).is_err(), "{text}");
+        }
+        let err = parse_htpasswd("dave:$2y\n").unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{err}");
     }
 
     #[test]
