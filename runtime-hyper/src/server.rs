@@ -37,15 +37,53 @@ pub struct Server {
     pub body_timeout: Duration,
 }
 
-/// Polls a transaction that may spend long on the CPU (bcrypt) where it does not hold up the
-/// other requests of this runtime thread: `block_in_place` hands them to another worker first.
-fn poll_off_the_runtime(transaction: &mut Transaction) -> Next {
+/// Permits to run a possibly slow credential check (bcrypt, about 90 ms of CPU), one per CPU.
+///
+/// Such a check runs in [`run_slow`] under `block_in_place`: the runtime hands the other tasks
+/// of this worker thread to a replacement thread first, so requests that need no bcrypt keep
+/// being served while it runs. Each `block_in_place` may start such a replacement thread, so
+/// without a bound a flood of Basic requests naming a bcrypt user would start one thread per
+/// request. With this semaphore at most one check per CPU runs at once — more would not finish
+/// sooner anyway — and the other requests that need one wait for a permit asynchronously,
+/// holding no thread. The permit is process-wide, like the CPUs it stands for.
+static SLOW_AUTH_PERMITS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cpus)
+    });
+
+/// Runs `work`, which may spend long on the CPU (bcrypt), with one of [`SLOW_AUTH_PERMITS`]
+/// and, on a multi-threaded runtime, under `block_in_place`, so that it holds up neither the
+/// other requests of this worker thread nor start more than one extra thread per CPU.
+async fn run_slow<T>(work: impl FnOnce() -> T) -> T {
+    // The semaphore is never closed, so acquiring cannot fail.
+    let _permit = SLOW_AUTH_PERMITS.acquire().await.ok();
     let flavor = tokio::runtime::Handle::current().runtime_flavor();
     if flavor == tokio::runtime::RuntimeFlavor::MultiThread {
-        tokio::task::block_in_place(|| transaction.poll())
+        tokio::task::block_in_place(work)
     } else {
-        transaction.poll()
+        work()
     }
+}
+
+/// [`Server::needs_slow_auth`] for the authenticator `auth`.
+fn may_run_bcrypt(
+    auth: &berth_engine::auth::Authenticator,
+    method: &http::Method,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> bool {
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().get(..6))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "));
+    let token_form = *method == http::Method::POST && auth.is_token_endpoint(path);
+    (basic || token_form)
+        && auth
+            .config()
+            .users
+            .iter()
+            .any(|user| matches!(user.secret, berth_engine::auth::Secret::Bcrypt(_)))
 }
 
 pub fn now() -> UnixTime {
@@ -135,11 +173,15 @@ impl Server {
 
     /// Runs a transaction to its end: executes its effects (storage ones concurrently, up to
     /// a bound; body reads in order), returns the response and the body bytes received.
+    ///
+    /// With `slow_auth` the transaction is polled with [`run_slow`] until it issues its first
+    /// storage effect or its response: the engine decides who the caller is before either (a
+    /// token form is read with body reads only), so no later poll can run bcrypt.
     async fn drive(
         &self,
         mut transaction: Transaction,
         mut body: BodySource,
-        slow_auth: bool,
+        mut slow_auth: bool,
     ) -> (berth_engine::Response, u64) {
         let mut received = 0u64;
         let mut response = None;
@@ -150,14 +192,20 @@ impl Server {
             let mut done = false;
             loop {
                 let next = if slow_auth {
-                    poll_off_the_runtime(&mut transaction)
+                    run_slow(|| transaction.poll()).await
                 } else {
                     transaction.poll()
                 };
                 match next {
                     Next::Effect(id, Effect::ReadBody) => body_reads.push_back(id),
-                    Next::Effect(id, effect) => waiting.push_back((id, effect)),
-                    Next::Respond(r) => response = Some(r),
+                    Next::Effect(id, effect) => {
+                        slow_auth = false;
+                        waiting.push_back((id, effect));
+                    }
+                    Next::Respond(r) => {
+                        slow_auth = false;
+                        response = Some(r);
+                    }
                     Next::AwaitOutcome => break,
                     _ => {
                         done = true;
@@ -214,22 +262,21 @@ impl Server {
         (response, received)
     }
 
-    /// Whether verifying this request's credentials may run bcrypt (about 90 ms of CPU): it
-    /// carries Basic credentials and some configured user has a bcrypt hash (htpasswd).
-    fn needs_slow_auth(&self, headers: &http::HeaderMap) -> bool {
-        let Some(auth) = &self.registry.config().auth else {
-            return false;
-        };
-        let basic = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().get(..6))
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "));
-        basic
-            && auth
-                .config()
-                .users
-                .iter()
-                .any(|user| matches!(user.secret, berth_engine::auth::Secret::Bcrypt(_)))
+    /// Whether verifying this request's credentials may run bcrypt (about 90 ms of CPU): some
+    /// configured user has a bcrypt hash (htpasswd), and the request carries Basic credentials
+    /// or is a `POST` to the token endpoint (the OAuth2 form carries the password in its body,
+    /// as containerd sends it).
+    fn needs_slow_auth(
+        &self,
+        method: &http::Method,
+        path: &str,
+        headers: &http::HeaderMap,
+    ) -> bool {
+        self.registry
+            .config()
+            .auth
+            .as_deref()
+            .is_some_and(|auth| may_run_bcrypt(auth, method, path, headers))
     }
 
     /// Serves one HTTP request on a connection whose activity `connection` tracks.
@@ -247,7 +294,7 @@ impl Server {
         // For the gauge only: requests that carry blob bytes in.
         let uploading = matches!(route, "upload-start" | "upload") && method != http::Method::GET;
         let upload_gauge = uploading.then(|| UploadGauge::new(&self.metrics));
-        let slow_auth = self.needs_slow_auth(&parts.headers);
+        let slow_auth = self.needs_slow_auth(&method, &path, &parts.headers);
         let transaction = self
             .registry
             .begin(Request::from_parts(parts, ()), now(), entropy());
@@ -607,5 +654,102 @@ impl Drop for ResponseBody {
             || record
                 .expected
                 .is_some_and(|expected| record.sent >= expected);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_engine::auth::{AuthConfig, Authenticator, SigningKey, TokenConfig};
+
+    fn fixture(name: &str) -> String {
+        let path = format!(
+            "{}/../engine/tests/data/auth/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Users of the htpasswd fixture (bcrypt) or one plaintext user; tokens at `/auth/token`.
+    fn authenticator(bcrypt: bool) -> Authenticator {
+        let mut config = AuthConfig::default();
+        if bcrypt {
+            config.add_htpasswd(&fixture("htpasswd"), &[]).unwrap();
+        } else {
+            config
+                .users
+                .push(berth_engine::auth::User::plain("ci", "pw", Vec::new()));
+        }
+        let mut token = TokenConfig::new(
+            "https://registry.example.com/auth/token",
+            "registry.example.com",
+            "berth",
+        );
+        token.path = "/auth/token".into();
+        token.signing_key = Some(SigningKey::parse(&fixture("ec-pkcs8.pem")).unwrap());
+        config.token = Some(token);
+        Authenticator::new(config).unwrap()
+    }
+
+    fn headers(authorization: Option<&str>) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn basic_credentials_and_the_token_form_may_run_bcrypt() {
+        let auth = authenticator(true);
+        let (get, post) = (http::Method::GET, http::Method::POST);
+        let basic = headers(Some("Basic YWxpY2U6d29uZGVybGFuZA=="));
+        let bearer = headers(Some("Bearer abc"));
+        let none = headers(None);
+        assert!(may_run_bcrypt(&auth, &get, "/v2/", &basic));
+        assert!(may_run_bcrypt(&auth, &get, "/auth/token", &basic));
+        // containerd's OAuth2 form: the password is in the body, no Authorization header.
+        assert!(may_run_bcrypt(&auth, &post, "/auth/token", &none));
+        assert!(!may_run_bcrypt(&auth, &get, "/auth/token", &none));
+        assert!(!may_run_bcrypt(&auth, &post, "/token", &none));
+        assert!(!may_run_bcrypt(
+            &auth,
+            &post,
+            "/v2/a/blobs/uploads/",
+            &bearer
+        ));
+        // Plaintext passwords only: nothing is slow.
+        let plain = authenticator(false);
+        assert!(!may_run_bcrypt(&plain, &get, "/v2/", &basic));
+        assert!(!may_run_bcrypt(&plain, &post, "/auth/token", &none));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_checks_run_at_most_one_per_cpu_at_once() {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..cpus * 4 + 2)
+            .map(|_| {
+                let (running, most) = (running.clone(), most.clone());
+                tokio::spawn(async move {
+                    run_slow(|| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (1..=cpus).contains(&most),
+            "{most} ran at once on {cpus} CPUs"
+        );
     }
 }

@@ -300,6 +300,36 @@ fn htpasswd_users_log_in_with_basic_and_at_the_token_endpoint() {
             .unwrap()
             .contains("insufficient_scope")
     );
+    // containerd's OAuth2 form (the password in the body, so bcrypt runs off the runtime's
+    // threads for it too), and a wrong password there.
+    let form = "grant_type=password&username=alice&password=wonderland&client_id=containerd\
+                &scope=repository%3Ateam-a%2Fapp%3Apull";
+    let (status, _, body) = http(
+        server.addr,
+        "POST",
+        "/token",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let (status, _, _) = http(
+        server.addr,
+        "GET",
+        "/v2/team-a/app/tags/list",
+        &[("authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(status, 404, "the form's token is accepted (the repository is empty)");
+    let (status, _, _) = http(
+        server.addr,
+        "POST",
+        "/token",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form.replace("wonderland", "Wonderland").as_bytes(),
+    );
+    assert_eq!(status, 401);
     // erin (a $2b$ hash, no grants given) may do everything; bob's password has a colon.
     let erin = std::fs::read_to_string(&htpasswd).unwrap();
     assert!(erin.contains("erin:"));
