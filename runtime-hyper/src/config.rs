@@ -165,10 +165,12 @@ pub struct Settings {
     /// endpoint at --auth-token-path and `Bearer` challenges.
     #[arg(long, env = "BERTH_AUTH_TOKEN_SIGNING_KEY", value_name = "FILE")]
     pub auth_token_signing_key: Option<PathBuf>,
-    /// Also accept tokens signed with the public key(s) in this PEM, JWK or JWK Set file (an
-    /// external token server, or a previous signing key). Repeat (or separate by spaces) for
-    /// more. Without a signing key berth only verifies tokens; --auth-token-realm is then
-    /// required.
+    /// Also accept tokens signed with the public key(s) in this PEM, JWK or JWK Set file, an
+    /// external token server's. Such tokens may do what they say, whatever the grants here,
+    /// and with `registry:catalog:*` list every repository. Not for a previous signing key of
+    /// berth's: its tokens expire within --auth-token-ttl-secs and clients fetch new ones.
+    /// Repeat (or separate by spaces) for more. Without a signing key berth only verifies
+    /// tokens; --auth-token-realm is then required.
     #[arg(
         long = "auth-token-trusted-key",
         env = "BERTH_AUTH_TOKEN_TRUSTED_KEYS",

@@ -321,7 +321,10 @@ fn htpasswd_users_log_in_with_basic_and_at_the_token_endpoint() {
         &[("authorization", &bearer)],
         b"",
     );
-    assert_eq!(status, 404, "the form's token is accepted (the repository is empty)");
+    assert_eq!(
+        status, 404,
+        "the form's token is accepted (the repository is empty)"
+    );
     let (status, _, _) = http(
         server.addr,
         "POST",
@@ -751,4 +754,84 @@ fn tokens_of_a_trusted_issuer_and_wrong_keys_audiences_and_issuers() {
         assert!(challenge.contains("invalid_token"), "{why}: {challenge}");
         assert!(challenge.starts_with(r#"Bearer realm="http://issuer.test/token""#));
     }
+}
+
+/// Why the README says not to keep a previous signing key as a trusted key when rotating: a
+/// trusted key is an outside issuer's, whose `registry:catalog:*` token lists every repository,
+/// while a token berth signs itself lists only what its user may pull, push or delete in.
+#[test]
+fn a_trusted_issuers_catalog_token_lists_every_repository() {
+    let users = |signing_key: &str, trusted: &[&str]| {
+        let mut args = vec![
+            "--auth-user",
+            "admin:pw",
+            "--auth-user",
+            "alice:pw",
+            "--auth-grant",
+            "alice=team-a/*:pull",
+            "--auth-token-realm",
+            "http://registry.test/token",
+            "--auth-token-service",
+            "registry.test",
+            "--auth-token-signing-key",
+            signing_key,
+        ];
+        for key in trusted {
+            args.extend(["--auth-token-trusted-key", key]);
+        }
+        args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>()
+    };
+    let catalog_token = |server: &Server| {
+        let (status, _, body) = http(
+            server.addr,
+            "GET",
+            "/token?service=registry.test&scope=registry:catalog:*",
+            &[("authorization", &basic("alice", "pw"))],
+            b"",
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        format!("Bearer {}", token["token"].as_str().unwrap())
+    };
+    let (old_key, new_key) = (fixture("ec-pkcs8.pem"), fixture("ed25519-pkcs8.pem"));
+    let old_public = fixture("ec-public.pem");
+    let before = users(&old_key, &[]);
+    let before = serve(&before.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let old_token = catalog_token(&before);
+    let after = users(&new_key, &[&old_public]);
+    let after = serve(&after.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    for repository in ["team-a/app", "team-b/secret"] {
+        let blob = repository.as_bytes();
+        let (status, _, _) = http(
+            after.addr,
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/?digest={}", digest(blob)),
+            &[("authorization", &basic("admin", "pw"))],
+            blob,
+        );
+        assert_eq!(status, 201);
+    }
+    let list = |bearer: &str| {
+        let (status, _, body) = http(
+            after.addr,
+            "GET",
+            "/v2/_catalog",
+            &[("authorization", bearer)],
+            b"",
+        );
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(
+        list(&catalog_token(&after)),
+        (200, r#"{"repositories":["team-a/app"]}"#.to_owned()),
+        "berth's own token: alice's repositories"
+    );
+    assert_eq!(
+        list(&old_token),
+        (
+            200,
+            r#"{"repositories":["team-a/app","team-b/secret"]}"#.to_owned()
+        ),
+        "a trusted key's token: every repository"
+    );
 }
