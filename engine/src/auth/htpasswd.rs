@@ -97,6 +97,17 @@ impl BcryptHash {
         Ok(BcryptHash { cost, salt, hash })
     }
 
+    /// A hash at `cost` that no password is expected to match, for the dummy verification that
+    /// makes refusing an unknown user cost as much as checking a known one. The salt is fixed
+    /// (the engine has no randomness, and a dummy needs none); the result is never trusted.
+    pub(crate) fn dummy(cost: u32) -> BcryptHash {
+        BcryptHash {
+            cost: cost.clamp(4, 31),
+            salt: *b"berth dummy salt",
+            hash: [0; 23],
+        }
+    }
+
     /// The work factor: each step doubles the time a verification takes (cost 10: about
     /// 90 ms natively, 110 ms in WebAssembly; `htpasswd -B` defaults to 5).
     pub fn cost(&self) -> u32 {

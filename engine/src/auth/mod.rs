@@ -63,7 +63,9 @@
 //!
 //! Basic with an htpasswd user runs bcrypt on *every* request, as the reference registry
 //! does; on a Worker (whose CPU budget per request may be 10 ms) prefer plaintext secrets or
-//! the token flow, where bcrypt runs once per token.
+//! the token flow, where bcrypt runs once per token. With any bcrypt user configured, an
+//! unknown user name costs a bcrypt too (a dummy at the highest configured cost), so timing
+//! does not tell which htpasswd names exist.
 
 mod config;
 mod credentials;
@@ -106,6 +108,17 @@ enum StoredSecret {
     Bcrypt(BcryptHash),
 }
 
+/// How a Basic user name's password is checked ([`Authenticator::password_check`]).
+enum PasswordCheck<'a> {
+    /// A configured user: check against its secret.
+    Known(&'a UserEntry),
+    /// An unknown user while bcrypt users exist: verify against the dummy hash, then refuse,
+    /// so that the refusal takes as long as checking a known user would.
+    Dummy(&'a BcryptHash),
+    /// An unknown user, and no bcrypt user whose cost there would be to match: refuse.
+    Unknown,
+}
+
 #[derive(Clone)]
 struct UserEntry {
     secret: StoredSecret,
@@ -123,6 +136,9 @@ pub struct Authenticator {
     /// then the trusted keys.
     bearer_keys: Vec<VerificationKey>,
     has_own_key: bool,
+    /// With bcrypt users configured: a hash at their highest cost, verified (and ignored) for
+    /// an unknown user name so that its refusal costs what a known user's check does.
+    dummy_bcrypt: Option<BcryptHash>,
 }
 
 impl core::fmt::Debug for Authenticator {
@@ -163,11 +179,21 @@ impl Authenticator {
             }
             bearer_keys.extend(token.trusted_keys.iter().cloned());
         }
+        let dummy_bcrypt = config
+            .users
+            .iter()
+            .filter_map(|user| match &user.secret {
+                Secret::Bcrypt(hash) => Some(hash.cost()),
+                Secret::Plain(_) => None,
+            })
+            .max()
+            .map(BcryptHash::dummy);
         Ok(Authenticator {
             anonymous: config.anonymous.clone().into(),
             users,
             bearer_keys,
             has_own_key,
+            dummy_bcrypt,
             config,
         })
     }
@@ -433,8 +459,14 @@ impl Authenticator {
                 .password_jwt(password, now)
                 .map_err(|e| failure(FailureReason::InvalidToken(e)));
         }
-        let Some(entry) = self.users.get(user) else {
-            return Err(failure(FailureReason::UnknownUser));
+        let entry = match self.password_check(user) {
+            PasswordCheck::Known(entry) => entry,
+            PasswordCheck::Dummy(hash) => {
+                // Spend the time, never trust the answer.
+                core::hint::black_box(hash.verify(password));
+                return Err(failure(FailureReason::UnknownUser));
+            }
+            PasswordCheck::Unknown => return Err(failure(FailureReason::UnknownUser)),
         };
         let ok = match &entry.secret {
             StoredSecret::Plain(digest) => {
@@ -452,6 +484,21 @@ impl Authenticator {
             },
             rights: Rights::Grants(entry.grants.clone()),
         })
+    }
+
+    /// How the password of Basic user `user` is checked. An unknown name costs a bcrypt
+    /// verification at the highest configured cost when any user has a bcrypt hash, so that
+    /// timing does not tell which htpasswd names exist. A known plaintext user is checked with
+    /// SHA-256 alone: making it pay a bcrypt would cost every request of the users meant for
+    /// tight CPU budgets (a Worker's) 90 ms, so with both kinds configured, timing can still tell
+    /// a plaintext user's name from an unknown one (configure one kind to hide every name), as
+    /// it can a bcrypt user below the highest cost.
+    fn password_check(&self, user: &str) -> PasswordCheck<'_> {
+        match (self.users.get(user), &self.dummy_bcrypt) {
+            (Some(entry), _) => PasswordCheck::Known(entry),
+            (None, Some(hash)) => PasswordCheck::Dummy(hash),
+            (None, None) => PasswordCheck::Unknown,
+        }
     }
 
     /// A serverless-registry token sent as the Basic password: ES256 (or whatever the
@@ -728,3 +775,56 @@ const _: fn() = || {
     is_send_sync::<Identity>();
     is_send_sync::<AuthError>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bob` (bcrypt cost 4) and `carol` (cost 6) from htpasswd, `dave` with a plaintext secret.
+    fn authenticator(with_bcrypt: bool) -> Authenticator {
+        let mut config = AuthConfig::default();
+        config.users.push(User::plain("dave", "d4ve", Vec::new()));
+        if with_bcrypt {
+            let text = "bob:$2y$04$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG\n\
+                        carol:$2y$06$xO/QdPOLlA8B6.cyhk/d0uUyrrpkODt.YGzh3KcBDgw8d46bNbOrG\n";
+            config.add_htpasswd(text, &[]).unwrap();
+        }
+        Authenticator::new(config).unwrap()
+    }
+
+    #[test]
+    fn unknown_users_cost_a_bcrypt_at_the_highest_configured_cost() {
+        let auth = authenticator(true);
+        match auth.password_check("mallory") {
+            PasswordCheck::Dummy(hash) => assert_eq!(hash.cost(), 6),
+            _ => panic!("an unknown user is refused without the dummy bcrypt"),
+        }
+        for known in ["bob", "carol", "dave"] {
+            assert!(matches!(
+                auth.password_check(known),
+                PasswordCheck::Known(_)
+            ));
+        }
+        // The dummy never admits anyone, whatever the password.
+        for password in [&b""[..], b"d4ve", b"p@ss:word with spaces"] {
+            let failure = auth.basic("mallory", password, UnixTime(0)).unwrap_err();
+            assert_eq!(failure.reason, FailureReason::UnknownUser);
+        }
+        assert_eq!(
+            auth.basic("bob", b"wrong", UnixTime(0)).unwrap_err().reason,
+            FailureReason::WrongPassword
+        );
+        assert!(auth.basic("dave", b"d4ve", UnixTime(0)).is_ok());
+    }
+
+    #[test]
+    fn without_bcrypt_users_unknown_users_are_refused_at_once() {
+        let auth = authenticator(false);
+        assert!(matches!(
+            auth.password_check("mallory"),
+            PasswordCheck::Unknown
+        ));
+        let failure = auth.basic("mallory", b"d4ve", UnixTime(0)).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::UnknownUser);
+    }
+}
