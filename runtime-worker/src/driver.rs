@@ -513,12 +513,14 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
     engine_error(RegistryError::new(status, code, message.to_owned()))
 }
 
-/// A 500 in the spec's error format; the reason is logged and shown.
+/// A 500 in the spec's error format. The reason is logged, not shown: it can quote a
+/// setting (a configuration error naming a malformed `USERNAME` would disclose it), so the
+/// client gets a generic message.
 pub fn internal_error(reason: &str) -> Response {
     worker::console_error!("berth: {reason}");
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Unknown,
-        reason,
+        "internal error (the Worker's log says why)",
     )
 }

@@ -1,12 +1,14 @@
 //! The engine's settings from the Worker's vars: the same names and meanings as `berth serve`'s
-//! environment variables (README.md at the repository root). An unset var keeps the engine's
-//! default; a malformed one makes every request fail with a 500 that names it, rather than
-//! run with a setting nobody chose.
+//! environment variables (README.md at the repository root), with two Worker limits
+//! ([`MAX_PART_SIZE`], [`MAX_UPLOAD_EXPIRY_SECS`]). An unset var keeps the engine's default; a
+//! malformed or out-of-range one is a configuration error: every request gets a generic 500
+//! and the log says which setting, rather than run with a setting nobody chose.
 //!
 //! Authentication is configured as cloudflare/serverless-registry configures it, from the same
 //! secrets ([`AuthConfig::from_serverless_registry_env`]): `USERNAME`/`PASSWORD` (pull, push,
 //! delete), `READONLY_USERNAME`/`READONLY_PASSWORD` (pull), or `JWT_REGISTRY_TOKENS_PUBLIC_KEY`
-//! (Basic passwords are JWTs verified with it). With none of them set, every request is
+//! (Basic passwords are JWTs verified with it). Half of a user/password pair is a
+//! configuration error. With none of them set, every request is
 //! refused unless the var `BERTH_ALLOW_ANONYMOUS` is `true`, which lets anyone pull, push and
 //! delete (for local development and tests); it is ignored when credentials are configured.
 
@@ -18,6 +20,46 @@ use worker::Env;
 
 /// The var that opens a Worker without credentials to anonymous callers.
 pub const ALLOW_ANONYMOUS: &str = "BERTH_ALLOW_ANONYMOUS";
+
+/// The secrets that configure authentication (serverless-registry's names).
+pub const CREDENTIAL_SECRETS: [&str; 5] = [
+    "USERNAME",
+    "PASSWORD",
+    "READONLY_USERNAME",
+    "READONLY_PASSWORD",
+    "JWT_REGISTRY_TOKENS_PUBLIC_KEY",
+];
+
+/// Pairs of secrets that mean something only together: one without the other is a
+/// configuration error, not a user silently dropped (which, with `BERTH_ALLOW_ANONYMOUS`,
+/// would open the registry to everyone).
+const CREDENTIAL_PAIRS: [(&str, &str); 2] = [
+    ("USERNAME", "PASSWORD"),
+    ("READONLY_USERNAME", "READONLY_PASSWORD"),
+];
+
+/// The largest `BERTH_PART_SIZE` the Worker accepts: 32 MiB. An isolate has 128 MB, shared by
+/// every request it serves at once. While a part is uploaded the Worker holds it twice: in wasm
+/// (the engine fills it chunk by chunk) and as the JS `Uint8Array` copy that the R2 call takes;
+/// wasm memory, once grown, never shrinks. So one upload in flight costs about 2 × part size:
+/// 64 MiB at this cap, leaving room for the runtime and another request; 16 MiB parts (the
+/// default) cost about 32 MiB, so a few layer uploads fit in one isolate. Larger parts only
+/// raise the largest blob (10,000 parts: 320 GiB at 32 MiB), which is already far beyond any
+/// layer.
+pub const MAX_PART_SIZE: u64 = 32 * 1024 * 1024;
+
+/// The largest `BERTH_UPLOAD_EXPIRY_SECS` the Worker accepts: 7 days. R2's default lifecycle
+/// rule aborts a multipart upload 7 days after its creation, so an unfinished upload kept
+/// longer would outlive its parts. A larger value is refused (a configuration error), not
+/// clamped: the Worker does not run with a setting nobody chose.
+pub const MAX_UPLOAD_EXPIRY_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// Whether any credential secret is set (even half of a pair).
+pub fn any_credentials(env: &Env) -> bool {
+    CREDENTIAL_SECRETS
+        .iter()
+        .any(|name| text(env, name).is_some_and(|v| !v.trim().is_empty()))
+}
 
 /// A var's text, if it is set (a secret of that name counts too).
 pub fn text(env: &Env, name: &str) -> Option<String> {
@@ -49,6 +91,20 @@ fn flag(env: &Env, name: &str) -> Result<Option<bool>, String> {
 /// Who may do what: serverless-registry's secrets, or anonymous access when explicitly
 /// enabled, or (nothing configured) an authenticator that refuses everything.
 fn auth(env: &Env) -> Result<Authenticator, String> {
+    let set = |name: &str| text(env, name).is_some_and(|v| !v.trim().is_empty());
+    for (user, password) in CREDENTIAL_PAIRS {
+        if set(user) != set(password) {
+            let (present, missing) = if set(user) {
+                (user, password)
+            } else {
+                (password, user)
+            };
+            return Err(format!(
+                "authentication settings: the secret {present} is set without {missing}: set \
+                 both or neither"
+            ));
+        }
+    }
     let mut auth = AuthConfig::from_serverless_registry_env(|name| text(env, name))
         .map_err(|e| format!("authentication settings: {e}"))?;
     let anonymous = flag(env, ALLOW_ANONYMOUS)?.unwrap_or(false);
@@ -81,6 +137,20 @@ pub fn config(env: &Env) -> Result<Config, String> {
         "BERTH_REFERRERS_PAGE_SIZE",
         &mut config.referrers_page_size,
     )?;
+    if config.part_size > MAX_PART_SIZE {
+        return Err(format!(
+            "the var BERTH_PART_SIZE = {} is above the Worker's maximum of {MAX_PART_SIZE} \
+             (32 MiB): a part is held twice in the isolate's 128 MB while it is uploaded",
+            config.part_size
+        ));
+    }
+    if config.upload_expiry_secs > MAX_UPLOAD_EXPIRY_SECS {
+        return Err(format!(
+            "the var BERTH_UPLOAD_EXPIRY_SECS = {} is above {MAX_UPLOAD_EXPIRY_SECS} (7 days): \
+             R2 aborts an incomplete multipart upload 7 days after its creation",
+            config.upload_expiry_secs
+        ));
+    }
     config.auth = Some(Arc::new(auth(env)?));
     Ok(config)
 }
