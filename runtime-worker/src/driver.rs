@@ -328,7 +328,9 @@ async fn execute(store: &Store, effect: Effect) -> Outcome {
             let condition = match condition {
                 EngineCondition::IfNoneMatch => r2::Condition::IfNoneMatch,
                 EngineCondition::IfMatch(etag) => r2::Condition::IfMatch(etag),
-                _ => r2::Condition::None,
+                // Matched explicitly, without a catch-all: a condition added to the engine
+                // is a compile error here, never an unconditional write.
+                EngineCondition::None => r2::Condition::None,
             };
             store
                 .put(&key, r2::Body::Bytes(Vec::from(body)), condition)
