@@ -63,13 +63,22 @@ fn entropy() -> Result<Entropy, String> {
 
 /// Where request body chunks come from: the request's stream (read with a default reader,
 /// one chunk per `read()`), or nothing.
+///
+/// Cancel-safe: the `read()` in flight is kept here, not in the future that awaits it. When
+/// [`drive`] drops a [`BodySource::next_chunk`] future because a storage effect finished
+/// first, the JS promise (already consuming a chunk) stays in `pending` and the next call
+/// resumes it, so no chunk is ever lost.
 pub struct BodySource {
     reader: Option<web_sys::ReadableStreamDefaultReader>,
+    pending: Option<JsFuture>,
 }
 
 impl BodySource {
     pub fn none() -> BodySource {
-        BodySource { reader: None }
+        BodySource {
+            reader: None,
+            pending: None,
+        }
     }
 
     fn of(request: &Request) -> BodySource {
@@ -77,20 +86,33 @@ impl BodySource {
             .inner()
             .body()
             .and_then(|stream| stream.get_reader().dyn_into().ok());
-        BodySource { reader }
+        BodySource {
+            reader,
+            pending: None,
+        }
+    }
+
+    /// The result of one `read()`: the one in flight if there is one, else a new one. `None`
+    /// once the body is finished (or there is none).
+    async fn read(&mut self) -> Option<Result<JsValue, JsValue>> {
+        let reader = self.reader.as_ref()?;
+        let pending = self
+            .pending
+            .get_or_insert_with(|| JsFuture::from(reader.read()));
+        let result = pending.await;
+        self.pending = None;
+        Some(result)
     }
 
     /// The next non-empty chunk, [`Outcome::BodyEnd`], or [`Outcome::Failed`] if the stream
     /// errored (the client went away): a broken body never looks complete.
     async fn next_chunk(&mut self) -> Outcome {
-        let Some(reader) = &self.reader else {
-            return Outcome::BodyEnd;
-        };
         // Bounded by the body's length: every round consumes one chunk of it.
         loop {
-            let result = match JsFuture::from(reader.read()).await {
-                Ok(result) => result,
-                Err(e) => {
+            let result = match self.read().await {
+                None => return Outcome::BodyEnd,
+                Some(Ok(result)) => result,
+                Some(Err(e)) => {
                     self.reader = None;
                     return Outcome::Failed(format!("reading the request body: {}", js_text(&e)));
                 }
@@ -115,19 +137,15 @@ impl BodySource {
             }
         }
     }
-}
 
-impl BodySource {
     /// Reads and discards what is left of the body, up to `limit` bytes, in JS (no byte is
     /// copied into wasm); cancels the rest.
     async fn drain(&mut self, limit: u64) {
-        let Some(reader) = self.reader.take() else {
-            return;
-        };
         let mut drained = 0u64;
         // Bounded by `limit`: every round consumes a chunk or ends.
         while drained <= limit {
-            let Ok(result) = JsFuture::from(reader.read()).await else {
+            let Some(Ok(result)) = self.read().await else {
+                self.reader = None;
                 return;
             };
             let done = Reflect::get(&result, &JsValue::from_str("done"))
@@ -135,6 +153,7 @@ impl BodySource {
                 .and_then(|d| d.as_bool())
                 .unwrap_or(true);
             if done {
+                self.reader = None;
                 return;
             }
             let length = Reflect::get(&result, &JsValue::from_str("value"))
@@ -144,7 +163,9 @@ impl BodySource {
                 .unwrap_or(0.0);
             drained += length as u64;
         }
-        let _ = reader.cancel();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.cancel();
+        }
     }
 }
 
@@ -267,6 +288,8 @@ pub async fn drive(
                 (id, body.next_chunk().await)
             }
             Some(id) => {
+                // If a storage effect wins, this read is dropped but its JS read stays in
+                // `body` and the next round resumes it (see [`BodySource`]).
                 let read = pin!(body.next_chunk());
                 match select(running.next(), read).await {
                     Either::Left((Some(result), _)) => result,
