@@ -5,9 +5,11 @@
 # runtime-worker/.wrangler/state; a relative path is taken from runtime-worker/).
 #
 # Uses runtime-worker/wrangler.toml, created from wrangler.toml.example if absent. The
-# diagnostics routes are on (BERTH_SELFTEST, default true here). Anonymous access is on
-# (BERTH_ALLOW_ANONYMOUS, default true here: it is served on loopback only) unless credentials
-# are configured (USERNAME/PASSWORD etc. in runtime-worker/.dev.vars, or --var), and
+# diagnostics routes are off unless BERTH_SELFTEST=true (scripts/worker-smoke.sh and
+# worker-bench.sh set it; the Worker serves them only on loopback and only with no credentials
+# configured). Anonymous access is on (BERTH_ALLOW_ANONYMOUS, default true here: it is served
+# on loopback only) unless credentials are configured (USERNAME/PASSWORD etc. in
+# runtime-worker/.dev.vars, which is not committed), and
 # GET /cdn-cgi/handler/scheduled?cron=... runs the scheduled handler. The build is
 # wrangler.toml's [build] command, which wrangler dev runs first and again when src/ or js/
 # change.
@@ -20,5 +22,5 @@ if [[ ! -f "$crate/wrangler.toml" ]]; then
 fi
 state="${BERTH_WORKER_STATE:-.wrangler/state}"
 exec "$scripts/worker-wrangler.sh" dev --ip 127.0.0.1 --persist-to "$state" \
-  --var "BERTH_SELFTEST:${BERTH_SELFTEST:-true}" \
+  --var "BERTH_SELFTEST:${BERTH_SELFTEST:-false}" \
   --var "BERTH_ALLOW_ANONYMOUS:${BERTH_ALLOW_ANONYMOUS:-true}" "$@"

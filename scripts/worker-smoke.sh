@@ -49,7 +49,7 @@ base="http://127.0.0.1:$port"
 st="$base/_berth/selftest"
 
 echo "==> wrangler dev on 127.0.0.1:$port (state and logs in $work)"
-BERTH_WORKER_STATE="$work/state" BERTH_ALLOW_ANONYMOUS=false setsid "$scripts/worker-dev.sh" --port "$port" \
+BERTH_WORKER_STATE="$work/state" BERTH_ALLOW_ANONYMOUS=false BERTH_SELFTEST=true setsid "$scripts/worker-dev.sh" --port "$port" \
   >"$log" 2>&1 </dev/null &
 pid=$!
 deadline=$((SECONDS + ${BERTH_SMOKE_STARTUP_SECS:-600}))
@@ -102,6 +102,12 @@ check "with no credentials configured the registry refuses every request (fail c
   "$(code "$base/v2/")"
 check "  and says why in the log" yes \
   "$(sleep 1; grep -q 'berth: refused GET /v2/: no credentials are configured' "$log" && echo yes)"
+
+echo "==> the diagnostics routes are served on loopback only"
+check "a diagnostics route on 127.0.0.1: 200" 200 "$(code "$st/memory")"
+check "the same route with another Host is the registry's 404 (not under /v2/)" \
+  "404 no" "$(curl -s -o "$work/out" -w '%{http_code}' -H 'Host: registry.example.com' \
+  "$st/memory") $(grep -q wasm_memory_bytes "$work/out" && echo yes || echo no)"
 
 echo "==> put: streaming with a known length, through wasm, buffered"
 got="$(curl -s -o "$work/out" -w '%{http_code}' -X PUT --data-binary @"$work/small" "$st/object/o/stream")"

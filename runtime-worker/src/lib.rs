@@ -7,8 +7,8 @@
 //! - `panic`: a panic becomes a logged 500 and a fresh wasm instance.
 //!
 //! See README.md for the build (no `worker-build`: `scripts/worker-build.sh`) and the JS entry
-//! module. The diagnostics under [`selftest::PREFIX`] are served only when the var
-//! `BERTH_SELFTEST` is `true`.
+//! module. The diagnostics under [`selftest::PREFIX`] are served only on loopback, with the var
+//! `BERTH_SELFTEST` `true` and no credentials configured ([`selftest::enabled`]).
 
 pub mod driver;
 mod panic;
@@ -22,7 +22,7 @@ use worker::{Context, Env, Request, Response, Result, ScheduleContext, Scheduled
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     panic::install();
     if let Some(rest) = req.path().strip_prefix(selftest::PREFIX)
-        && selftest::enabled(&env)
+        && selftest::enabled(&req, &env)
     {
         let rest = rest.to_owned();
         return selftest::handle(req, &rest, &env).await;

@@ -1,8 +1,8 @@
 //! TEMPORARY diagnostics: one HTTP route per R2 operation of [`crate::r2`], so that
 //! `scripts/worker-smoke.sh` can prove each under `wrangler dev`, across requests (a multipart
-//! upload is resumed by id in later requests). Enabled only when the var `BERTH_SELFTEST` is
-//! `true` (`wrangler dev` is started with it; the deployment example leaves it off). To be
-//! removed once the engine driver is in and the smoke test speaks the registry API.
+//! upload is resumed by id in later requests), and report the wasm memory for
+//! `scripts/worker-bench.sh`. Served only to a loopback host of a Worker with `BERTH_SELFTEST`
+//! `true` and no credentials configured ([`enabled`]); otherwise the path is the registry's.
 //!
 //! Routes (keys are taken from the path as they are, without percent-decoding):
 //! - `PUT object/KEY?mode=stream|chunks|bytes&if=absent|match&etag=E[&len=N]`: put the request
@@ -26,14 +26,43 @@ use std::collections::HashMap;
 use worker::{Env, Headers, Method, Request, Response, Result};
 
 use crate::r2::{self, Body, ByteRange, Condition, PartWritten, Store, Written};
+use crate::settings;
 
 /// Where the diagnostics live.
 pub const PREFIX: &str = "/_berth/selftest/";
 
-/// Whether the `BERTH_SELFTEST` var is `true`.
-pub fn enabled(env: &Env) -> bool {
-    env.var("BERTH_SELFTEST")
-        .is_ok_and(|v| v.to_string() == "true")
+/// Whether this request may reach the diagnostics. They skip authentication and can write
+/// any key (a blob pointer to unverified bytes, say) or crash the instance, so all three must
+/// hold, which no deployment can meet:
+///
+/// - the var `BERTH_SELFTEST` is `true` (only `scripts/worker-smoke.sh` and
+///   `scripts/worker-bench.sh` set it; `npm run dev` does not);
+/// - no credential secret is set at all ([`settings::CREDENTIAL_SECRETS`], even half a pair):
+///   a Worker with users is never opened by it;
+/// - the request's host is a loopback address (`127.0.0.1`, `[::1]` or `localhost`), as under
+///   `wrangler dev`: Cloudflare's edge routes a request to a deployed Worker by its hostname
+///   (its workers.dev name, route or custom domain), never by a loopback one.
+pub fn enabled(req: &Request, env: &Env) -> bool {
+    let flag = env
+        .var("BERTH_SELFTEST")
+        .is_ok_and(|v| v.to_string().trim() == "true");
+    flag && !settings::any_credentials(env) && is_loopback(req)
+}
+
+fn is_loopback(req: &Request) -> bool {
+    let Ok(url) = req.url() else {
+        return false;
+    };
+    match url.host_str() {
+        Some("[::1]") => true,
+        Some(host) => {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
 }
 
 /// Answers one diagnostics request; a failed R2 call is a 500 carrying its message.
