@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the OCI conformance suite (berth-conformance, all four workflows, 88 tests) against
 # berth's Cloudflare Worker under `wrangler dev` (workerd with a simulated R2 that enforces R2's
-# multipart rules), and requires 0 failures and 0 skips.
+# multipart rules), and requires every test the suite lists (`--list`) to pass: N passed,
+# 0 failed, 0 skipped, with N the suite's own count. Also checks that with credentials
+# configured the diagnostics routes stay closed even with BERTH_SELFTEST=true.
 #
 # From a fresh clone: installs what it needs from the package registries through
 # scripts/worker-setup.sh (wasm32 target, wasm-bindgen-cli from crates.io, npm ci), builds the
@@ -56,7 +58,7 @@ password="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 say "wrangler dev on 127.0.0.1:$port (state and log in $work)"
-BERTH_WORKER_STATE="$work/state" BERTH_SELFTEST=false setsid "$scripts/worker-dev.sh" \
+BERTH_WORKER_STATE="$work/state" BERTH_SELFTEST=true setsid "$scripts/worker-dev.sh" \
   --port "$port" --var "USERNAME:$username" --var "PASSWORD:$password" \
   >"$log" 2>&1 </dev/null &
 pid=$!
@@ -89,20 +91,40 @@ if ! grep -q "refused GET /v2/ (401): user \"$username\"" "$log" || grep -q -- "
 fi
 say "authentication: no credentials 401, wrong password 401 (logged without it), right one 200"
 
+# BERTH_SELFTEST=true is set above on purpose: with credentials configured the diagnostics
+# routes (which skip authentication) must stay closed, even on loopback.
+selftest="$(curl -s -o "$work/selftest" -w '%{http_code}' "$base/_berth/selftest/memory")"
+if [[ "$selftest" != 404 ]] || grep -q wasm_memory_bytes "$work/selftest"; then
+  say "the diagnostics routes answer ($selftest) although credentials are configured"
+  exit 1
+fi
+say "diagnostics routes: closed with credentials configured (the registry's 404)"
+
+# The number of tests the suite has (all four workflows, as run below): a run that silently
+# ran fewer must not pass.
+expected="$(cd "$root" && cargo run -q -p berth-conformance "${profile[@]}" -- --list | grep -c .)"
+if ! [[ "$expected" =~ ^[1-9][0-9]*$ ]]; then
+  say "could not count the suite's tests (--list gave ${expected:-nothing})"
+  exit 1
+fi
+say "the suite lists $expected tests"
+
 say "running the suite"
 
 started=$SECONDS
 set +e
-(cd "$root" && OCI_ROOT_URL="$base" OCI_NAMESPACE="berth-worker/conformance" \
+# Unset the suite's workflow switches so that all four run, as --list counted.
+(cd "$root" && unset OCI_TEST_PULL OCI_TEST_PUSH OCI_TEST_CONTENT_DISCOVERY \
+  OCI_TEST_CONTENT_MANAGEMENT && OCI_ROOT_URL="$base" OCI_NAMESPACE="berth-worker/conformance" \
   OCI_USERNAME="$username" OCI_PASSWORD="$password" OCI_REPORT_DIR="$work/report" \
   cargo run -q -p berth-conformance "${profile[@]}") | tee "$work/conformance.out"
 status=${PIPESTATUS[0]}
 set -e
 summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$work/conformance.out" | tail -1)"
 say "suite ran in $((SECONDS - started)) s: ${summary:-no summary line}"
-if [[ "$status" != 0 || -z "$summary" ]] || ! grep -Eq '^[0-9]+ passed, 0 failed, 0 skipped$' <<<"$summary"; then
+if [[ "$status" != 0 || "$summary" != "$expected passed, 0 failed, 0 skipped" ]]; then
   say "FAILED (exit status $status); the Worker's log ends with:"
   grep -a -E 'berth|ERROR|Error' "$log" | tail -20 || true
   exit 1
 fi
-say "passed: 0 failures, 0 skips"
+say "passed: all $expected tests, 0 failures, 0 skips"
