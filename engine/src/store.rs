@@ -153,13 +153,15 @@ impl Store {
         }
     }
 
+    /// Uploads one part; its etag, or `None` when the backend no longer knows the multipart
+    /// upload (lifecycle rules abort incomplete ones: R2's default after 7 days).
     pub(crate) async fn upload_part(
         &self,
         key: &str,
         upload_id: &str,
         part_number: u32,
         body: Bytes,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let effect = Effect::UploadPart {
             key: key.to_owned(),
             upload_id: upload_id.to_owned(),
@@ -167,34 +169,28 @@ impl Store {
             body,
         };
         match self.io.perform(effect).await {
-            Outcome::PartUploaded { etag } => Ok(etag),
-            Outcome::NotFound => Err(RegistryError::backend(
-                "upload-part",
-                key,
-                "the backend no longer knows this multipart upload",
-            )),
+            Outcome::PartUploaded { etag } => Ok(Some(etag)),
+            Outcome::NotFound => Ok(None),
             other => Err(unexpected("upload-part", key, other)),
         }
     }
 
+    /// Completes a multipart upload; the object's etag, or `None` when the backend no longer
+    /// knows the multipart upload (see [`Store::upload_part`]).
     pub(crate) async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
         let effect = Effect::CompleteMultipart {
             key: key.to_owned(),
             upload_id: upload_id.to_owned(),
             parts,
         };
         match self.io.perform(effect).await {
-            Outcome::Stored { etag } => Ok(etag),
-            Outcome::NotFound => Err(RegistryError::backend(
-                "complete-multipart",
-                key,
-                "the backend no longer knows this multipart upload",
-            )),
+            Outcome::Stored { etag } => Ok(Some(etag)),
+            Outcome::NotFound => Ok(None),
             other => Err(unexpected("complete-multipart", key, other)),
         }
     }

@@ -242,6 +242,14 @@ impl MemoryStore {
     pub fn open_multipart_uploads(&self) -> usize {
         self.multipart.len()
     }
+
+    /// Aborts every incomplete multipart upload, as a bucket's lifecycle rule does some days
+    /// after their creation (R2's default: 7 days); returns how many there were.
+    pub fn abort_incomplete_multipart_uploads(&mut self) -> usize {
+        let aborted = self.multipart.len();
+        self.multipart.clear();
+        aborted
+    }
 }
 
 /// Decides, before an effect runs, whether to replace its outcome: return `Some` to inject a

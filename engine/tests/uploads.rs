@@ -450,3 +450,133 @@ fn reordered_outcomes_of_concurrent_effects_give_the_same_responses() {
     };
     assert_eq!(run(false), run(true));
 }
+
+/// The answer to a request on an upload whose multipart upload the backend aborted: 404
+/// BLOB_UPLOAD_UNKNOWN, the session removed with everything it stored, nothing published, and
+/// the client's restarted upload succeeds.
+fn assert_vanished_and_restartable(
+    d: &mut Driver,
+    url: &str,
+    r: &berth_engine::testing::TestResponse,
+    blob: &[u8],
+) {
+    assert_eq!(r.status(), 404, "{:?}", r.body());
+    let body = String::from_utf8_lossy(r.body());
+    assert!(body.contains("BLOB_UPLOAD_UNKNOWN"), "{body}");
+    assert_eq!(d.send(request("GET", url, &[], vec![])).status(), 404);
+    let id = url.rsplit('/').next().unwrap();
+    assert!(
+        d.store.keys().all(|k| !k.contains(id)),
+        "{:?}",
+        d.store.keys().collect::<Vec<_>>()
+    );
+    let digest = sha256(blob);
+    let head = request("HEAD", &format!("/v2/v/blobs/{digest}"), &[], vec![]);
+    assert_eq!(d.send(head).status(), 404);
+    let url = start(d, "v");
+    assert_eq!(patch(d, &url, 0, blob).status(), 202);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        vec![],
+    ));
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    assert_eq!(get_blob(d, "v", &digest), blob);
+    assert_eq!(d.store.open_multipart_uploads(), 0);
+}
+
+#[test]
+fn a_patch_to_an_upload_whose_multipart_upload_expired_gets_404_upload_unknown() {
+    let mut d = small_parts();
+    let blob = content(11 * MIB, 21);
+    let url = start(&mut d, "v");
+    // One part stored, 1 MiB kept as the tail.
+    assert_eq!(patch(&mut d, &url, 0, &blob[..6 * MIB]).status(), 202);
+    assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
+    // The tail and this chunk fill the next part, which the backend refuses.
+    let r = patch(&mut d, &url, 6 * MIB, &blob[6 * MIB..]);
+    assert_vanished_and_restartable(&mut d, &url, &r, &blob);
+}
+
+#[test]
+fn a_put_whose_last_part_meets_an_expired_multipart_upload_gets_404_upload_unknown() {
+    let mut d = small_parts();
+    let blob = content(6 * MIB, 22);
+    let url = start(&mut d, "v");
+    assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
+    assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
+    // The 1 MiB tail becomes the last part: UploadPart finds no upload.
+    let digest = sha256(&blob);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        vec![],
+    ));
+    assert_vanished_and_restartable(&mut d, &url, &r, &blob);
+}
+
+#[test]
+fn a_put_completing_an_expired_multipart_upload_gets_404_upload_unknown() {
+    let mut d = small_parts();
+    let blob = content(5 * MIB, 23);
+    let url = start(&mut d, "v");
+    assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
+    assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
+    // Exactly one part and no tail: CompleteMultipart finds no upload.
+    let digest = sha256(&blob);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        vec![],
+    ));
+    assert_vanished_and_restartable(&mut d, &url, &r, &blob);
+}
+
+#[test]
+fn a_put_that_finds_the_multipart_upload_completed_by_a_concurrent_request_removes_nothing() {
+    let mut d = small_parts();
+    let blob = content(5 * MIB, 24);
+    let url = start(&mut d, "v");
+    assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    let state_key = format!("_uploads/{id}/state");
+    // Another request completes the multipart upload and records that it is publishing just
+    // before this one's CompleteMultipart, which then finds no upload.
+    d.intercept(move |effect, store| match effect {
+        Effect::CompleteMultipart { .. } => {
+            assert!(matches!(
+                store.execute(effect.clone()),
+                Outcome::Stored { .. }
+            ));
+            let record = store.read(&state_key, None).unwrap();
+            store.execute(Effect::Put {
+                key: state_key.clone(),
+                body: record,
+                condition: Condition::None,
+            });
+            Some(Outcome::NotFound)
+        }
+        _ => None,
+    });
+    let digest = sha256(&blob);
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        vec![],
+    ));
+    d.clear_interceptor();
+    // The record changed under this request: it lost the race and leaves the winner's data.
+    assert_eq!(r.status(), 416, "{:?}", r.body());
+    assert_eq!(d.send(request("GET", &url, &[], vec![])).status(), 204);
+    let data: Vec<&str> = d
+        .store
+        .keys()
+        .filter(|k| k.starts_with(&format!("_data/{id}/")))
+        .collect();
+    assert_eq!(data.len(), 1, "{:?}", d.store.keys().collect::<Vec<_>>());
+    assert_eq!(d.store.read(data[0], None).unwrap(), blob);
+}

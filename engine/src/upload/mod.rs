@@ -439,10 +439,13 @@ async fn store_part(
         ));
     };
     let len = part.len() as u64;
-    let etag = cx
+    let Some(etag) = cx
         .store
         .upload_part(&multipart.key, &multipart.upload_id, number, part)
-        .await?;
+        .await?
+    else {
+        return Err(vanished(cx, name, session).await);
+    };
     let old_tail = session.state.tail.take();
     session.state.parts.push(CompletedPart {
         part_number: number,
@@ -556,23 +559,30 @@ async fn write_data(
             if !remainder.is_empty() {
                 claim(cx, name, session, writer).await?;
                 let number = session.state.next_part_number;
-                let etag = cx
+                let Some(etag) = cx
                     .store
                     .upload_part(&multipart.key, &multipart.upload_id, number, remainder)
-                    .await?;
+                    .await?
+                else {
+                    return Err(vanished(cx, name, session).await);
+                };
                 session.state.parts.push(CompletedPart {
                     part_number: number,
                     etag,
                 });
                 session.state.next_part_number = number + 1;
             }
-            cx.store
+            let completed = cx
+                .store
                 .complete_multipart(
                     &multipart.key,
                     &multipart.upload_id,
                     session.state.parts.clone(),
                 )
                 .await?;
+            if completed.is_none() {
+                return Err(vanished(cx, name, session).await);
+            }
             Ok(multipart.key)
         }
         other => {
@@ -587,6 +597,34 @@ async fn write_data(
             Ok(key)
         }
     }
+}
+
+/// The backend no longer knows the upload's multipart upload: lifecycle rules abort incomplete
+/// multipart uploads some days after their creation (R2's default rule: 7 days; S3's
+/// `AbortIncompleteMultipartUpload`), whatever the upload's activity since. Its parts are gone,
+/// so the session can never be finished: the client must start again, and is told so with 404
+/// `BLOB_UPLOAD_UNKNOWN`, as for any upload the registry does not know.
+///
+/// The session is removed rather than left for maintenance to expire, but only if its record
+/// is still the one this request read or wrote: the record is first rewritten with `If-Match`,
+/// which fences off any concurrent request on the upload (its next write fails). So a request
+/// that completed the multipart upload just before this one found it gone — and is about to
+/// record that it publishes the data — either wins (this request gets 416 and removes
+/// nothing) or loses before it publishes anything (invariant 1 is not at stake either way:
+/// nothing is published from a vanished upload). If removal fails midway, the record is
+/// deleted last, so a later request or maintenance finishes the job.
+async fn vanished(cx: &Cx, name: &str, session: &mut Session) -> RegistryError {
+    if let Err(e) = save(cx, name, session, false).await {
+        return e;
+    }
+    // Best effort: the answer is 404 either way, and what is left is maintenance's to remove.
+    let _ = discard(cx, &session.id, &session.state).await;
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::BlobUploadUnknown,
+        "the storage backend no longer has this upload's parts (incomplete multipart uploads \
+         are aborted after some days); the upload was removed, start it again",
+    )
 }
 
 /// Removes the state record and the upload's tails (the data is published or deleted by then).
