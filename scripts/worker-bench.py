@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Pushes a large blob in chunks through berth's Worker and pulls it back, digest-checked.
 
-Usage: worker-bench.py BASE_URL WORKERD_PIDS_FILE [SIZE_MIB [CHUNK_MIB]]
+Usage: worker-bench.py BASE_URL WORKERD_PIDS_FILE [SIZE_MIB [CHUNK_MIB [PARALLEL]]]
 
 BASE_URL is the Worker under `wrangler dev` (scripts/worker-bench.sh starts one). The blob
 (default 1024 MiB of random bytes, made on the fly, never on disk) goes up as chunked-upload
 PATCHes of CHUNK_MIB (default 64) with Content-Range, closed by a PUT with the digest; then it
-is pulled with one GET, hashed as it arrives, and compared. Meanwhile a thread samples the RSS of
+is pulled with one GET, hashed as it arrives, and compared. With PARALLEL > 1, that many blobs
+of SIZE_MIB are pushed at once (one connection each), then pulled one after another. Meanwhile a thread samples the RSS of
 the processes whose ids WORKERD_PIDS_FILE lists (re-read as they appear), every 100 ms.
 With the diagnostics routes on (BERTH_SELFTEST=true), it also reports the Worker's wasm
 memory after the push and the pull (the simulated R2 runs in the same workerd process, so
@@ -68,22 +69,10 @@ def wasm_memory(conn):
     return json.loads(body)["wasm_memory_bytes"]
 
 
-def main():
-    base = urllib.parse.urlsplit(sys.argv[1])
-    pids_file = sys.argv[2]
-    size = int(sys.argv[3] if len(sys.argv) > 3 else 1024) * MIB
-    chunk = int(sys.argv[4] if len(sys.argv) > 4 else 64) * MIB
-    assert base.hostname == "127.0.0.1", "loopback only"
-    name = f"bench/blob{int(time.time())}"
-
-    sampler = Sampler(pids_file)
-    sampler.start()
-
-    def connect():
-        return http.client.HTTPConnection(base.hostname, base.port, timeout=600)
-
+def push(connect, name, size, chunk):
+    """One chunked push: POST, PATCHes of `chunk` with Content-Range, closing PUT. Returns the
+    digest and the number of PATCHes."""
     conn = connect()
-    started = time.monotonic()
     conn.request("POST", f"/v2/{name}/blobs/uploads/", headers={"Content-Length": "0"})
     response = conn.getresponse()
     response.read()
@@ -121,31 +110,74 @@ def main():
     response = conn.getresponse()
     body = response.read()
     assert response.status == 201, f"closing PUT: {response.status} {body[:300]!r}"
+    conn.close()
+    return hexdigest, requests
+
+
+def main():
+    base = urllib.parse.urlsplit(sys.argv[1])
+    pids_file = sys.argv[2]
+    size = int(sys.argv[3] if len(sys.argv) > 3 else 1024) * MIB
+    chunk = int(sys.argv[4] if len(sys.argv) > 4 else 64) * MIB
+    parallel = int(sys.argv[5] if len(sys.argv) > 5 else 1)
+    assert base.hostname == "127.0.0.1", "loopback only"
+    stamp = int(time.time())
+    names = [f"bench/blob{stamp}-{i}" for i in range(parallel)]
+
+    sampler = Sampler(pids_file)
+    sampler.start()
+
+    def connect():
+        return http.client.HTTPConnection(base.hostname, base.port, timeout=600)
+
+    started = time.monotonic()
+    results = [None] * parallel
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = push(connect, names[i], size, chunk)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
     push_secs = time.monotonic() - started
     push_peak = sampler.peak_kib
+    conn = connect()
     push_wasm = wasm_memory(conn)
 
     started = time.monotonic()
-    conn.request("GET", f"/v2/{name}/blobs/{hexdigest}")
-    response = conn.getresponse()
-    assert response.status == 200, f"GET: {response.status}"
-    content_length = response.getheader("Content-Length")
-    pulled = hashlib.sha256()
-    received = 0
-    while True:
-        block = response.read(4 * MIB)
-        if not block:
-            break
-        pulled.update(block)
-        received += len(block)
+    ok = True
+    content_lengths = set()
+    for name, (hexdigest, _) in zip(names, results):
+        conn.request("GET", f"/v2/{name}/blobs/{hexdigest}")
+        response = conn.getresponse()
+        assert response.status == 200, f"GET: {response.status}"
+        content_lengths.add(response.getheader("Content-Length"))
+        pulled = hashlib.sha256()
+        received = 0
+        while True:
+            block = response.read(4 * MIB)
+            if not block:
+                break
+            pulled.update(block)
+            received += len(block)
+        ok = ok and received == size and "sha256:" + pulled.hexdigest() == hexdigest
     pull_secs = time.monotonic() - started
     sampler.stop.set()
     sampler.join()
-    ok = received == size and "sha256:" + pulled.hexdigest() == hexdigest
-    print(f"blob: {size // MIB} MiB, {hexdigest}")
-    print(f"push: {push_secs:.1f} s ({size / MIB / push_secs:.1f} MiB/s), {requests} PATCHes of {chunk // MIB} MiB, then PUT")
-    print(f"pull: {pull_secs:.1f} s ({size / MIB / pull_secs:.1f} MiB/s), Content-Length {content_length}")
-    print(f"digest verified on pull: {'yes' if ok else 'NO'}")
+    total = size * parallel
+    requests = sum(r[1] for r in results)
+    print(f"blobs: {parallel} of {size // MIB} MiB, {', '.join(r[0] for r in results)}")
+    print(f"push: {push_secs:.1f} s ({total / MIB / push_secs:.1f} MiB/s), {parallel} at once, {requests} PATCHes of {chunk // MIB} MiB, then PUTs")
+    print(f"pull: {pull_secs:.1f} s ({total / MIB / pull_secs:.1f} MiB/s), one after another, Content-Length {' '.join(sorted(map(str, content_lengths)))}")
+    print(f"digests verified on pull: {'yes' if ok else 'NO'}")
     print(f"workerd peak RSS sampled during push: {push_peak / 1024:.1f} MiB")
     print(f"workerd peak RSS sampled overall: {sampler.peak_kib / 1024:.1f} MiB")
     wasm = wasm_memory(conn)
@@ -153,7 +185,7 @@ def main():
         print(f"Worker wasm memory after push: {push_wasm / MIB:.1f} MiB, after pull: {wasm / MIB:.1f} MiB")
     hwm = sum(rss_kib(pid, "VmHWM") for pid in sampler.pids())
     print(f"workerd VmHWM: {hwm / 1024:.1f} MiB")
-    sys.exit(0 if ok and content_length == str(size) else 1)
+    sys.exit(0 if ok and content_lengths == {str(size)} else 1)
 
 
 if __name__ == "__main__":

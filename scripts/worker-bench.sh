@@ -4,7 +4,8 @@
 # verified, the time of each, and workerd's peak memory (its RSS sampled every 100 ms from
 # /proc, and its VmHWM at the end); then the bundle size (wasm + JS, raw and gzip).
 #
-# Usage: scripts/worker-bench.sh [SIZE_MIB [CHUNK_MIB]]   (defaults 1024 and 64)
+# Usage: scripts/worker-bench.sh [SIZE_MIB [CHUNK_MIB [PARALLEL]]]   (defaults 1024, 64, 1;
+# PARALLEL blobs of SIZE_MIB are pushed at once)
 #
 # Starts wrangler dev on a free loopback port with a fresh R2 state in a temporary directory
 # (about twice SIZE_MIB of disk), stops it (its process group, by the id it started) on exit.
@@ -43,7 +44,7 @@ done
 pgrep -g "$pid" -x workerd >"$work/workerd.pids" || true
 echo "==> workerd: $(tr '\n' ' ' <"$work/workerd.pids")"
 
-python3 "$scripts/worker-bench.py" "$base" "$work/workerd.pids" "${1:-1024}" "${2:-64}"
+python3 "$scripts/worker-bench.py" "$base" "$work/workerd.pids" "${1:-1024}" "${2:-64}" "${3:-1}"
 
 echo "==> bundle (as deployed: build/worker.mjs + build/berth_bg.wasm)"
 for f in "$crate/build/berth_bg.wasm" "$crate/build/worker.mjs"; do
