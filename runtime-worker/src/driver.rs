@@ -5,8 +5,9 @@
 //! - Time is `Date.now()`, entropy is `crypto.getRandomValues` (a request is refused, not
 //!   served with weak ids, if it fails).
 //! - The request body is read chunk by chunk, only when the engine asks for it
-//!   ([`Effect::ReadBody`]): the engine holds at most one multipart part, so an upload of any
-//!   size runs within the Worker's 128 MB.
+//!   ([`Effect::ReadBody`]): the engine holds about one multipart part, so an upload's memory
+//!   does not grow with the blob (up to about 3 × part size with the JS copy of a part; see
+//!   runtime-worker/README.md, Memory per isolate).
 //! - Storage effects the engine issues together (it reads many small objects at once, e.g.
 //!   for referrers) run concurrently, up to [`MAX_CONCURRENT_EFFECTS`].
 //! - A blob body ([`EngineBody::Object`]) is the R2 object's own stream, handed to the

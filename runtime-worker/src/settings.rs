@@ -39,13 +39,15 @@ const CREDENTIAL_PAIRS: [(&str, &str); 2] = [
 ];
 
 /// The largest `BERTH_PART_SIZE` the Worker accepts: 32 MiB. An isolate has 128 MB, shared by
-/// every request it serves at once. While a part is uploaded the Worker holds it twice: in wasm
-/// (the engine fills it chunk by chunk) and as the JS `Uint8Array` copy that the R2 call takes;
-/// wasm memory, once grown, never shrinks. So one upload in flight costs about 2 × part size:
-/// 64 MiB at this cap, leaving room for the runtime and another request; 16 MiB parts (the
-/// default) cost about 32 MiB, so a few layer uploads fit in one isolate. Larger parts only
-/// raise the largest blob (10,000 parts: 320 GiB at 32 MiB), which is already far beyond any
-/// layer.
+/// every request it serves at once, and wasm memory, once grown, never shrinks. An upload in
+/// flight holds its part in wasm while the engine fills it, the bytes a PATCH carries past a
+/// part boundary (kept for the next request and read back), and the JS `Uint8Array` copy of
+/// each part that the R2 call takes: measured under `wrangler dev` (runtime-worker/README.md,
+/// Memory), one upload with 16 MiB parts and 24 MiB PATCHes grew wasm memory to 33.4 MiB, so
+/// up to about 3 × part size per upload with the JS copy. At this cap that is about 96 MiB:
+/// one upload per isolate, and no room for a larger part. The default, 16 MiB, leaves room
+/// for two or three; larger parts only raise the largest blob (10,000 parts: 320 GiB at
+/// 32 MiB), already far beyond any layer.
 pub const MAX_PART_SIZE: u64 = 32 * 1024 * 1024;
 
 /// The largest `BERTH_UPLOAD_EXPIRY_SECS` the Worker accepts: 7 days. R2's default lifecycle
