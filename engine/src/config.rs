@@ -15,7 +15,7 @@ pub const MAX_PARTS: u32 = 10_000;
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Size of every multipart part but the last, in bytes, between [`MIN_PART_SIZE`] and
-    /// [`MAX_PART_SIZE`]. The largest blob is about `part_size * 10_000`: 16 MiB gives 160 GiB.
+    /// [`MAX_PART_SIZE`]. The largest blob is about `part_size * 10_000`: 16 MiB gives 156 GiB.
     /// Memory per in-flight upload is bounded by one part. Advertised as
     /// `OCI-Chunk-Min-Length`.
     pub part_size: u64,

@@ -46,7 +46,7 @@ const CREDENTIAL_PAIRS: [(&str, &str); 2] = [
 /// Memory), one upload with 16 MiB parts and 24 MiB PATCHes grew wasm memory to 33.4 MiB, so
 /// up to about 3 × part size per upload with the JS copy. At this cap that is about 96 MiB:
 /// one upload per isolate, and no room for a larger part. The default, 16 MiB, leaves room
-/// for two or three; larger parts only raise the largest blob (10,000 parts: 320 GiB at
+/// for two or three; larger parts only raise the largest blob (10,000 parts: 312 GiB at
 /// 32 MiB), already far beyond any layer.
 pub const MAX_PART_SIZE: u64 = 32 * 1024 * 1024;
 
