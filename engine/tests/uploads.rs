@@ -55,6 +55,16 @@ fn patch(
     ))
 }
 
+/// Closes an upload with an empty PUT naming the blob's digest.
+fn close(d: &mut Driver, url: &str, digest: &str) -> berth_engine::testing::TestResponse {
+    d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        vec![],
+    ))
+}
+
 fn get_blob(d: &mut Driver, name: &str, digest: &str) -> Vec<u8> {
     let r = d.send(request(
         "GET",
@@ -112,12 +122,7 @@ fn a_part_sized_chunk_per_request_never_buffers_a_tail() {
     assert_eq!(patch(&mut d, &url, 5 * MIB, &blob[5 * MIB..]).status(), 202);
     assert!(d.store.keys().all(|k| !k.contains("/tail/")));
     let digest = sha256(&blob);
-    let r = d.send(request(
-        "PUT",
-        &format!("{url}?digest={digest}"),
-        &[],
-        vec![],
-    ));
+    let r = close(&mut d, &url, &digest);
     assert_eq!(r.status(), 201, "{:?}", r.body());
     assert_eq!(get_blob(&mut d, "exact", &digest), blob);
 }
@@ -195,16 +200,7 @@ fn a_request_that_breaks_mid_body_keeps_its_full_parts_and_can_resume() {
         202
     );
     let digest = sha256(&blob);
-    assert_eq!(
-        d.send(request(
-            "PUT",
-            &format!("{url}?digest={digest}"),
-            &[],
-            vec![]
-        ))
-        .status(),
-        201
-    );
+    assert_eq!(close(&mut d, &url, &digest).status(), 201);
     assert_eq!(get_blob(&mut d, "resume", &digest), blob);
 }
 
@@ -253,16 +249,7 @@ fn a_patch_that_loses_the_state_race_gets_416_and_leaves_nothing_referenced() {
     assert_eq!(status.headers()["range"], "0-2");
     assert_eq!(patch(&mut d, &url, 3, b"def").status(), 202);
     let digest = sha256(b"abcdef");
-    assert_eq!(
-        d.send(request(
-            "PUT",
-            &format!("{url}?digest={digest}"),
-            &[],
-            vec![]
-        ))
-        .status(),
-        201
-    );
+    assert_eq!(close(&mut d, &url, &digest).status(), 201);
     assert_eq!(get_blob(&mut d, "race", &digest), b"abcdef");
 }
 
@@ -475,12 +462,7 @@ fn assert_vanished_and_restartable(
     assert_eq!(d.send(head).status(), 404);
     let url = start(d, "v");
     assert_eq!(patch(d, &url, 0, blob).status(), 202);
-    let r = d.send(request(
-        "PUT",
-        &format!("{url}?digest={digest}"),
-        &[],
-        vec![],
-    ));
+    let r = close(d, &url, &digest);
     assert_eq!(r.status(), 201, "{:?}", r.body());
     assert_eq!(get_blob(d, "v", &digest), blob);
     assert_eq!(d.store.open_multipart_uploads(), 0);
@@ -508,12 +490,7 @@ fn a_put_whose_last_part_meets_an_expired_multipart_upload_gets_404_upload_unkno
     assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
     // The 1 MiB tail becomes the last part: UploadPart finds no upload.
     let digest = sha256(&blob);
-    let r = d.send(request(
-        "PUT",
-        &format!("{url}?digest={digest}"),
-        &[],
-        vec![],
-    ));
+    let r = close(&mut d, &url, &digest);
     assert_vanished_and_restartable(&mut d, &url, &r, &blob);
 }
 
@@ -526,12 +503,7 @@ fn a_put_completing_an_expired_multipart_upload_gets_404_upload_unknown() {
     assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
     // Exactly one part and no tail: CompleteMultipart finds no upload.
     let digest = sha256(&blob);
-    let r = d.send(request(
-        "PUT",
-        &format!("{url}?digest={digest}"),
-        &[],
-        vec![],
-    ));
+    let r = close(&mut d, &url, &digest);
     assert_vanished_and_restartable(&mut d, &url, &r, &blob);
 }
 
@@ -562,12 +534,7 @@ fn a_put_that_finds_the_multipart_upload_completed_by_a_concurrent_request_remov
         _ => None,
     });
     let digest = sha256(&blob);
-    let r = d.send(request(
-        "PUT",
-        &format!("{url}?digest={digest}"),
-        &[],
-        vec![],
-    ));
+    let r = close(&mut d, &url, &digest);
     d.clear_interceptor();
     // The record changed under this request: it lost the race and leaves the winner's data.
     assert_eq!(r.status(), 416, "{:?}", r.body());
