@@ -482,29 +482,18 @@ fn a_patch_to_an_upload_whose_multipart_upload_expired_gets_404_upload_unknown()
 }
 
 #[test]
-fn a_put_whose_last_part_meets_an_expired_multipart_upload_gets_404_upload_unknown() {
-    let mut d = small_parts();
-    let blob = content(6 * MIB, 22);
-    let url = start(&mut d, "v");
-    assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
-    assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
-    // The 1 MiB tail becomes the last part: UploadPart finds no upload.
-    let digest = sha256(&blob);
-    let r = close(&mut d, &url, &digest);
-    assert_vanished_and_restartable(&mut d, &url, &r, &blob);
-}
-
-#[test]
-fn a_put_completing_an_expired_multipart_upload_gets_404_upload_unknown() {
-    let mut d = small_parts();
-    let blob = content(5 * MIB, 23);
-    let url = start(&mut d, "v");
-    assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
-    assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
-    // Exactly one part and no tail: CompleteMultipart finds no upload.
-    let digest = sha256(&blob);
-    let r = close(&mut d, &url, &digest);
-    assert_vanished_and_restartable(&mut d, &url, &r, &blob);
+fn a_put_meeting_an_expired_multipart_upload_gets_404_upload_unknown() {
+    // 6 MiB: the 1 MiB tail becomes the last part, and UploadPart finds no upload.
+    // 5 MiB: exactly one part and no tail, and CompleteMultipart finds no upload.
+    for (len, seed) in [(6 * MIB, 22), (5 * MIB, 23)] {
+        let mut d = small_parts();
+        let blob = content(len, seed);
+        let url = start(&mut d, "v");
+        assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
+        assert_eq!(d.store.abort_incomplete_multipart_uploads(), 1);
+        let r = close(&mut d, &url, &sha256(&blob));
+        assert_vanished_and_restartable(&mut d, &url, &r, &blob);
+    }
 }
 
 #[test]
