@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::config::{LogFormat, Resolved, Settings};
-use crate::server::{Activity, Server};
+use crate::server::{Activity, HTTP1_READ_BUFFER, Server};
 use crate::storage::Backend;
 
 fn init_logging(format: LogFormat) {
@@ -54,6 +54,7 @@ async fn build(resolved: &Resolved, local: Option<SocketAddr>) -> Result<Arc<Ser
         backend,
         metrics: Arc::default(),
         body_timeout: Duration::from_secs(resolved.body_timeout_secs),
+        max_header_bytes: resolved.max_header_bytes,
     };
     Ok(Arc::new(server))
 }
@@ -183,7 +184,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(resolved.max_header_bytes)
+        .max_buf_size(resolved.max_header_bytes.max(HTTP1_READ_BUFFER))
         .max_headers(128);
     builder
         .http2()
