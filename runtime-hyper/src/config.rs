@@ -96,7 +96,8 @@ pub struct Settings {
     /// Most connections served at once; more wait in the listen backlog [default: 1024].
     #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Largest request head (request line and headers) in bytes [default: 65536].
+    /// Largest request head (request line and headers) in bytes; a larger one gets 431
+    /// [default: 65536].
     #[arg(long, env = "BERTH_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
     /// Seconds to let in-flight requests finish after SIGTERM or SIGINT [default: 30].
