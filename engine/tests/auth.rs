@@ -1056,12 +1056,29 @@ fn serverless_registry_users() {
     assert_eq!(status(&auth, "GET", m, &HeaderMap::new()), 401);
     // Empty variables count as unset: nothing configured.
     let none = AuthConfig::from_serverless_registry_env(|name| match name {
-        "USERNAME" => Some("hello".into()),
-        "PASSWORD" => Some(String::new()),
+        "USERNAME" | "PASSWORD" => Some(String::new()),
         _ => None,
     })
     .unwrap();
     assert!(!none.is_configured());
+    // Half of a pair (an empty variable counting as unset) is an error, not a user dropped.
+    for (set, unset) in [
+        ("USERNAME", "PASSWORD"),
+        ("PASSWORD", "USERNAME"),
+        ("READONLY_USERNAME", "READONLY_PASSWORD"),
+        ("READONLY_PASSWORD", "READONLY_USERNAME"),
+    ] {
+        let e = AuthConfig::from_serverless_registry_env(|name| match name {
+            n if n == set => Some("x".into()),
+            n if n == unset => Some(String::new()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{set} is set without {unset}: set both or neither"),
+        );
+    }
     // Keys that are not base64 of a key are refused with the variable's name.
     let e = AuthConfig::from_serverless_registry_env(|name| {
         (name == "JWT_REGISTRY_TOKENS_PUBLIC_KEY").then(|| "bm90IGEga2V5".to_owned())

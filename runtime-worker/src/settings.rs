@@ -8,7 +8,7 @@
 //! secrets ([`AuthConfig::from_serverless_registry_env`]): `USERNAME`/`PASSWORD` (pull, push,
 //! delete), `READONLY_USERNAME`/`READONLY_PASSWORD` (pull), or `JWT_REGISTRY_TOKENS_PUBLIC_KEY`
 //! (Basic passwords are JWTs verified with it). Half of a user/password pair is a
-//! configuration error. With none of them set, every request is
+//! configuration error (the engine's). With none of them set, every request is
 //! refused unless the var `BERTH_ALLOW_ANONYMOUS` is `true`, which lets anyone pull, push and
 //! delete (for local development and tests); it is ignored when credentials are configured.
 
@@ -28,14 +28,6 @@ pub const CREDENTIAL_SECRETS: [&str; 5] = [
     "READONLY_USERNAME",
     "READONLY_PASSWORD",
     "JWT_REGISTRY_TOKENS_PUBLIC_KEY",
-];
-
-/// Pairs of secrets that mean something only together: one without the other is a
-/// configuration error, not a user silently dropped (which, with `BERTH_ALLOW_ANONYMOUS`,
-/// would open the registry to everyone).
-const CREDENTIAL_PAIRS: [(&str, &str); 2] = [
-    ("USERNAME", "PASSWORD"),
-    ("READONLY_USERNAME", "READONLY_PASSWORD"),
 ];
 
 /// The largest `BERTH_PART_SIZE` the Worker accepts: 32 MiB. An isolate has 128 MB, shared by
@@ -93,20 +85,6 @@ fn flag(env: &Env, name: &str) -> Result<Option<bool>, String> {
 /// Who may do what: serverless-registry's secrets, or anonymous access when explicitly
 /// enabled, or (nothing configured) an authenticator that refuses everything.
 fn auth(env: &Env) -> Result<Authenticator, String> {
-    let set = |name: &str| text(env, name).is_some_and(|v| !v.trim().is_empty());
-    for (user, password) in CREDENTIAL_PAIRS {
-        if set(user) != set(password) {
-            let (present, missing) = if set(user) {
-                (user, password)
-            } else {
-                (password, user)
-            };
-            return Err(format!(
-                "authentication settings: the secret {present} is set without {missing}: set \
-                 both or neither"
-            ));
-        }
-    }
     let mut auth = AuthConfig::from_serverless_registry_env(|name| text(env, name))
         .map_err(|e| format!("authentication settings: {e}"))?;
     let anonymous = flag(env, ALLOW_ANONYMOUS)?.unwrap_or(false);

@@ -229,8 +229,8 @@ impl AuthConfig {
     ///   `READONLY_USERNAME`/`READONLY_PASSWORD`: a user who may pull everything.
     ///
     /// As in serverless-registry, an empty variable counts as unset, and when the JWT key is
-    /// set the user/password variables are ignored. Nothing set gives an unconfigured
-    /// `AuthConfig`.
+    /// set the user/password variables are ignored. Otherwise a user without its password (or
+    /// the reverse) is an error. Nothing set gives an unconfigured `AuthConfig`.
     pub fn from_serverless_registry_env(
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<AuthConfig, AuthConfigError> {
@@ -239,6 +239,22 @@ impl AuthConfig {
         if let Some(key) = var("JWT_REGISTRY_TOKENS_PUBLIC_KEY") {
             config.password_jwt_keys = vec![parse_serverless_key(&key)?];
             return Ok(config);
+        }
+        // Half of a pair is refused rather than dropped: a runtime that then found nothing
+        // configured could run open (the Worker with BERTH_ALLOW_ANONYMOUS, `berth serve` on
+        // loopback) when its operator meant it to ask for credentials.
+        for (user, password) in [
+            ("USERNAME", "PASSWORD"),
+            ("READONLY_USERNAME", "READONLY_PASSWORD"),
+        ] {
+            let (with, without) = match (var(user).is_some(), var(password).is_some()) {
+                (true, false) => (user, password),
+                (false, true) => (password, user),
+                _ => continue,
+            };
+            return Err(AuthConfigError::new(format!(
+                "{with} is set without {without}: set both or neither"
+            )));
         }
         if let (Some(user), Some(password)) = (var("USERNAME"), var("PASSWORD")) {
             config.users.push(User::plain(
