@@ -6,13 +6,13 @@ use crate::context::{Cx, header_value};
 use crate::digest::Digest;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::layout;
-use crate::publish::read_link;
+use crate::publish::read_blob;
 use crate::range::{RangeRequest, parse_range};
 use crate::response::{Body, Response};
 
 /// GET or HEAD `/v2/<name>/blobs/<digest>`: the body streams from the stored object.
 pub(crate) async fn read(cx: &Cx, name: &str, digest: &Digest) -> Result<Response> {
-    let Some(pointer) = read_link(cx, name, digest).await? else {
+    let Some(pointer) = read_blob(cx, name, digest).await? else {
         return Err(RegistryError::blob_unknown(digest));
     };
     let size = pointer.size;

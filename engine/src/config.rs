@@ -26,6 +26,10 @@ pub struct Config {
     /// Mount a blob that exists anywhere in the registry when a mount request names no `from`
     /// (or a `from` that lacks it). Off when repositories must not learn of each other's blobs.
     pub mount_without_from: bool,
+    /// Blob pointers each maintenance pass checks for data that is gone (see
+    /// `maintenance`), resuming where the last pass stopped; 0 turns the check off. Each check
+    /// costs two storage reads.
+    pub blob_checks_per_pass: usize,
     /// Page size of the referrers API; more referrers are paged with `Link`.
     pub referrers_page_size: usize,
     /// Page size of `_catalog` and tag lists when the client gives no `n`, and the largest `n`
@@ -46,6 +50,7 @@ impl PartialEq for Config {
             && self.max_manifest_size == other.max_manifest_size
             && self.upload_expiry_secs == other.upload_expiry_secs
             && self.mount_without_from == other.mount_without_from
+            && self.blob_checks_per_pass == other.blob_checks_per_pass
             && self.referrers_page_size == other.referrers_page_size
             && self.list_page_size == other.list_page_size
             && match (&self.auth, &other.auth) {
@@ -65,6 +70,7 @@ impl Default for Config {
             max_manifest_size: 4 * 1024 * 1024,
             upload_expiry_secs: 7 * 24 * 3600,
             mount_without_from: true,
+            blob_checks_per_pass: 1000,
             referrers_page_size: 500,
             list_page_size: 1000,
             auth: None,

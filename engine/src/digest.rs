@@ -25,6 +25,14 @@ impl Algorithm {
         }
     }
 
+    /// The algorithm that is not this one: berth implements two.
+    pub fn other(self) -> Algorithm {
+        match self {
+            Algorithm::Sha256 => Algorithm::Sha512,
+            Algorithm::Sha512 => Algorithm::Sha256,
+        }
+    }
+
     /// Number of hex characters in an encoded digest of this algorithm.
     pub fn hex_len(self) -> usize {
         match self {

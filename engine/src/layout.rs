@@ -5,14 +5,21 @@
 //!
 //! ```text
 //! _blobs/<alg>/<hex>                               blob pointer: {"size":N,"data":"<data key>"}
-//!                                                  written once, If-None-Match: *, after the
-//!                                                  bytes were verified to hash to <alg>:<hex>
+//!                                                  written If-None-Match: *, after the bytes
+//!                                                  were verified to hash to <alg>:<hex>;
+//!                                                  replaced (If-Match) only when its data is
+//!                                                  gone; `"lost":true` once maintenance found
+//!                                                  its data missing
 //! _data/<upload-id>/<writer>                       blob bytes as uploaded (one put, or the
 //!                                                  target of a multipart upload)
 //! _uploads/<upload-id>/state                       upload state record (JSON), updated If-Match
 //! _uploads/<upload-id>/tail/<offset>-<writer>      bytes received that do not fill a part yet
 //! _catalog/<name>                                  repository index entry (empty object)
-//! repositories/<name>/_layers/<alg>/<hex>          blob link: a copy of the blob pointer
+//! _maintenance/blob-check                          where maintenance's blob check goes on
+//!                                                  (JSON: {"after": <last pointer key>})
+//! repositories/<name>/_layers/<alg>/<hex>          blob link: a copy of the blob pointer as
+//!                                                  published; says the repository holds the
+//!                                                  blob (reads follow the pointer itself)
 //! repositories/<name>/_manifests/<alg>/<hex>       manifest: "<media type>\n" + exact bytes
 //! repositories/<name>/_tags/<tag>                  tag: the manifest digest it points to
 //! repositories/<name>/_refs/<alg>/<hex>/<alg>-<hex>
@@ -38,6 +45,10 @@
 //!   (Go's `sort.Strings`) and the order `_catalog` pages in.
 
 use crate::digest::Digest;
+
+pub(crate) const BLOB_POINTERS_PREFIX: &str = "_blobs/";
+
+pub(crate) const BLOB_CHECK_CURSOR: &str = "_maintenance/blob-check";
 
 pub(crate) fn blob_pointer(digest: &Digest) -> String {
     format!("_blobs/{}/{}", digest.algorithm(), digest.hex())

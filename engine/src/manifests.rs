@@ -17,7 +17,7 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::layout;
 use crate::manifest::{self, Manifest, ManifestKind};
 use crate::names;
-use crate::publish::{ensure_in_catalog, read_link};
+use crate::publish::{ensure_in_catalog, read_blob};
 use crate::response::{Body, Response};
 use crate::route::Reference;
 
@@ -248,7 +248,7 @@ async fn check_references(cx: &Cx, name: &str, manifest: &Manifest) -> Result<()
                     .filter(|d| !d.is_non_distributable()),
             );
             try_join_all(blobs.map(|descriptor| async move {
-                let Some(pointer) = read_link(cx, name, &descriptor.digest).await? else {
+                let Some(pointer) = read_blob(cx, name, &descriptor.digest).await? else {
                     return Err(unknown("blob", &descriptor.digest));
                 };
                 if pointer.size != descriptor.size {

@@ -7,7 +7,7 @@
 //! here too. It is also a complete, if volatile, storage backend (`berth serve --storage
 //! memory` executes effects with it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
 use bytes::{Bytes, BytesMut};
@@ -318,38 +318,77 @@ impl Driver {
     /// Sends one request and returns the response with its body (a `Body::Object` is read from
     /// the store, as a runtime would stream it).
     pub fn send(&mut self, request: http::Request<Vec<u8>>) -> TestResponse {
+        let flight = self.start(request);
+        self.land(flight)
+    }
+
+    /// Begins a request without running any of its effects: step it with [`Driver::step`],
+    /// interleaved with other flights, or drop it midway to simulate a crash of its process.
+    pub fn start(&mut self, request: http::Request<Vec<u8>>) -> Flight {
         let (parts, body) = request.into_parts();
-        let mut chunks: std::collections::VecDeque<Bytes> = Bytes::from(body)
+        let body = Bytes::from(body)
             .chunks(self.chunk_size.max(1))
             .map(Bytes::copy_from_slice)
             .collect();
         let entropy = self.entropy();
-        let mut transaction =
+        let transaction =
             self.registry
                 .begin(http::Request::from_parts(parts, ()), self.now, entropy);
-        let mut response = None;
-        let mut in_flight = Vec::new();
-        loop {
-            match transaction.poll() {
-                Next::Effect(id, effect) => in_flight.push((id, effect)),
-                Next::AwaitOutcome | Next::Done if !in_flight.is_empty() => {
-                    let mut batch = std::mem::take(&mut in_flight);
-                    if self.reverse_concurrent {
-                        batch.reverse();
+        Flight::new(transaction, body)
+    }
+
+    /// Begins a maintenance run at the driver's `now`, to step like any other flight.
+    pub fn start_maintenance(&mut self) -> Flight {
+        Flight::new(self.registry.maintain(self.now), VecDeque::new())
+    }
+
+    /// Executes the flight's next effect and reports its outcome. Effects the engine issued
+    /// together run one per step, in issue order (or reversed, with `reverse_concurrent`),
+    /// before the transaction is polled again. `false` once the flight has ended.
+    pub fn step(&mut self, flight: &mut Flight) -> bool {
+        while flight.issued.is_empty() {
+            match flight.transaction.poll() {
+                Next::Effect(id, effect) => {
+                    // Collect everything issued together before running any of it.
+                    flight.issued.push_back((id, effect));
+                    loop {
+                        match flight.transaction.poll() {
+                            Next::Effect(id, effect) => flight.issued.push_back((id, effect)),
+                            Next::AwaitOutcome => break,
+                            Next::Respond(response) => flight.response = Some(response),
+                            Next::Done => {
+                                flight.ended = true;
+                                break;
+                            }
+                        }
                     }
-                    for (id, effect) in batch {
-                        let outcome = self.run_effect(effect, &mut chunks);
-                        transaction
-                            .handle(id, outcome)
-                            .expect("the engine awaits every effect it issued");
+                    if self.reverse_concurrent {
+                        flight.issued.make_contiguous().reverse();
                     }
                 }
                 Next::AwaitOutcome => panic!("engine awaits an outcome but issued no effect"),
-                Next::Respond(r) => response = Some(r),
-                Next::Done => break,
+                Next::Respond(response) => flight.response = Some(response),
+                Next::Done => {
+                    flight.ended = true;
+                    return false;
+                }
             }
         }
-        let response = response.expect("every transaction responds");
+        let Some((id, effect)) = flight.issued.pop_front() else {
+            return false;
+        };
+        let outcome = self.run_effect(effect, &mut flight.body);
+        flight
+            .transaction
+            .handle(id, outcome)
+            .expect("the engine awaits every effect it issued");
+        true
+    }
+
+    /// Runs the flight to its end and returns its response.
+    pub fn land(&mut self, mut flight: Flight) -> TestResponse {
+        while self.step(&mut flight) {}
+        let response = flight.response.expect("every transaction responds");
         let (parts, body) = response.into_parts();
         let bytes = match body {
             Body::Empty => Bytes::new(),
@@ -361,33 +400,11 @@ impl Driver {
 
     /// Runs one maintenance transaction.
     pub fn maintain(&mut self) -> TestResponse {
-        let mut transaction = self.registry.maintain(self.now);
-        let mut chunks = std::collections::VecDeque::new();
-        loop {
-            match transaction.poll() {
-                Next::Effect(id, effect) => {
-                    let outcome = self.run_effect(effect, &mut chunks);
-                    transaction.handle(id, outcome).expect("awaited");
-                }
-                Next::Respond(response) => {
-                    let (parts, body) = response.into_parts();
-                    let bytes = match body {
-                        Body::Bytes(b) => b,
-                        _ => Bytes::new(),
-                    };
-                    while !matches!(transaction.poll(), Next::Done) {}
-                    return http::Response::from_parts(parts, bytes);
-                }
-                Next::AwaitOutcome | Next::Done => panic!("maintenance ended without a response"),
-            }
-        }
+        let flight = self.start_maintenance();
+        self.land(flight)
     }
 
-    fn run_effect(
-        &mut self,
-        effect: Effect,
-        body: &mut std::collections::VecDeque<Bytes>,
-    ) -> Outcome {
+    fn run_effect(&mut self, effect: Effect, body: &mut VecDeque<Bytes>) -> Outcome {
         self.log.push(format!(
             "{} {}",
             effect.operation(),
@@ -405,6 +422,32 @@ impl Driver {
             },
             other => self.store.execute(other),
         }
+    }
+}
+
+/// A transaction in flight in a [`Driver`], with the request body it has yet to read.
+pub struct Flight {
+    transaction: crate::Transaction,
+    body: VecDeque<Bytes>,
+    issued: VecDeque<(crate::EffectId, Effect)>,
+    response: Option<crate::Response>,
+    ended: bool,
+}
+
+impl Flight {
+    fn new(transaction: crate::Transaction, body: VecDeque<Bytes>) -> Flight {
+        Flight {
+            transaction,
+            body,
+            issued: VecDeque::new(),
+            response: None,
+            ended: false,
+        }
+    }
+
+    /// Whether the transaction has ended (its response is ready for [`Driver::land`]).
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 }
 

@@ -381,7 +381,7 @@ fn maintenance_removes_expired_uploads_and_keeps_active_ones() {
     let summary = d.maintain();
     assert_eq!(
         summary.body().as_ref(),
-        br#"{"expired":1,"active":1,"orphaned":0}"#
+        br#"{"expired":1,"active":1,"orphaned":0,"published":0,"unfinishable":0,"resumed_deletions":0,"unreadable":0,"blobs_checked":0,"blobs_lost":0}"#
     );
     assert_eq!(d.send(request("GET", &old, &[], vec![])).status(), 404);
     assert_eq!(d.send(request("GET", &fresh, &[], vec![])).status(), 204);
@@ -419,9 +419,11 @@ fn maintenance_keeps_the_data_of_an_upload_that_died_while_publishing() {
     d.clear_interceptor();
     assert_eq!(get_blob(&mut d, "p", &digest), b"published");
     d.now = UnixTime(d.now.0 + 30 * 24 * 3600);
+    // The record survived its request: maintenance finishes the job it names (the pointer is
+    // already there), and keeps the data.
     assert_eq!(
         d.maintain().body().as_ref(),
-        br#"{"expired":1,"active":0,"orphaned":0}"#
+        br#"{"expired":0,"active":0,"orphaned":0,"published":1,"unfinishable":0,"resumed_deletions":0,"unreadable":0,"blobs_checked":1,"blobs_lost":0}"#
     );
     assert_eq!(get_blob(&mut d, "p", &digest), b"published");
 }
@@ -497,27 +499,20 @@ fn a_put_meeting_an_expired_multipart_upload_gets_404_upload_unknown() {
 }
 
 #[test]
-fn a_put_that_finds_the_multipart_upload_completed_by_a_concurrent_request_removes_nothing() {
+fn a_put_that_finds_the_multipart_upload_already_completed_publishes_what_it_committed() {
     let mut d = small_parts();
     let blob = content(5 * MIB, 24);
     let url = start(&mut d, "v");
     assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
     let id = url.rsplit('/').next().unwrap().to_owned();
-    let state_key = format!("_uploads/{id}/state");
-    // Another request completes the multipart upload and records that it is publishing just
-    // before this one's CompleteMultipart, which then finds no upload.
+    // The completion happens (an earlier attempt of this close, or maintenance finishing it),
+    // but the answer this request gets is that the multipart upload is unknown.
     d.intercept(move |effect, store| match effect {
         Effect::CompleteMultipart { .. } => {
             assert!(matches!(
                 store.execute(effect.clone()),
                 Outcome::Stored { .. }
             ));
-            let record = store.read(&state_key, None).unwrap();
-            store.execute(Effect::Put {
-                key: state_key.clone(),
-                body: record,
-                condition: Condition::None,
-            });
             Some(Outcome::NotFound)
         }
         _ => None,
@@ -525,14 +520,290 @@ fn a_put_that_finds_the_multipart_upload_completed_by_a_concurrent_request_remov
     let digest = sha256(&blob);
     let r = close(&mut d, &url, &digest);
     d.clear_interceptor();
-    // The record changed under this request: it lost the race and leaves the winner's data.
-    assert_eq!(r.status(), 416, "{:?}", r.body());
-    assert_eq!(d.send(request("GET", &url, &[], vec![])).status(), 204);
-    let data: Vec<&str> = d
-        .store
-        .keys()
-        .filter(|k| k.starts_with(&format!("_data/{id}/")))
-        .collect();
-    assert_eq!(data.len(), 1, "{:?}", d.store.keys().collect::<Vec<_>>());
-    assert_eq!(d.store.read(data[0], None).unwrap(), blob);
+    // The record committed this upload to these bytes before completing: the object is theirs.
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    assert_eq!(get_blob(&mut d, "v", &digest), blob);
+    assert!(
+        d.store
+            .keys()
+            .all(|k| !k.starts_with(&format!("_uploads/{id}")))
+    );
+}
+
+/// Replaces a stored object, as another process (or an older berth) would have left it.
+fn overwrite(d: &mut Driver, key: &str, body: Vec<u8>) {
+    let stored = d.store.execute(Effect::Put {
+        key: key.to_owned(),
+        body: body.into(),
+        condition: Condition::None,
+    });
+    assert!(matches!(stored, Outcome::Stored { .. }));
+}
+
+fn upload_id(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+/// A close that dies just before its pointer is written, leaving a committed record.
+fn close_dying_before_the_pointer(d: &mut Driver, url: &str, digest: &str, last: &[u8]) {
+    d.intercept(|effect, _| match effect {
+        Effect::Put { key, .. } if key.starts_with("_blobs/") => {
+            Some(Outcome::Failed("replica killed".into()))
+        }
+        _ => None,
+    });
+    let r = d.send(request(
+        "PUT",
+        &format!("{url}?digest={digest}"),
+        &[],
+        last.to_vec(),
+    ));
+    d.clear_interceptor();
+    assert_eq!(r.status(), 500, "{:?}", r.body());
+}
+
+#[test]
+fn a_close_repeated_after_its_answer_was_lost_finishes_the_publication() {
+    for len in [100, 5 * MIB + 4096] {
+        let mut d = small_parts();
+        let blob = content(len, 30);
+        let digest = sha256(&blob);
+        let url = start(&mut d, "again");
+        close_dying_before_the_pointer(&mut d, &url, &digest, &blob);
+        let head = request("HEAD", &format!("/v2/again/blobs/{digest}"), &[], vec![]);
+        assert_eq!(d.send(head).status(), 404);
+        // The client repeats its PUT with the same body: the committed bytes are published.
+        let r = d.send(request(
+            "PUT",
+            &format!("{url}?digest={digest}"),
+            &[],
+            blob.clone(),
+        ));
+        assert_eq!(r.status(), 201, "{:?}", r.body());
+        assert_eq!(get_blob(&mut d, "again", &digest), blob);
+        assert!(d.store.keys().all(|k| !k.starts_with("_uploads/")));
+        // A PUT with another digest is refused without touching anything.
+        let other = d.send(request(
+            "PUT",
+            &format!("{url}?digest={}", sha256(b"x")),
+            &[],
+            vec![],
+        ));
+        assert_eq!(other.status(), 404);
+        assert_eq!(get_blob(&mut d, "again", &digest), blob);
+    }
+}
+
+#[test]
+fn maintenance_publishes_a_committed_upload_whose_request_died() {
+    let mut d = small_parts();
+    let blob = content(2 * 5 * MIB + 4096, 31);
+    let digest = sha256(&blob);
+    let url = start(&mut d, "died");
+    assert_eq!(patch(&mut d, &url, 0, &blob[..MIB]).status(), 202);
+    close_dying_before_the_pointer(&mut d, &url, &digest, &blob[MIB..]);
+    // Not yet expired: left alone.
+    let report = String::from_utf8(d.maintain().body().to_vec()).unwrap();
+    assert!(report.contains(r#""active":1"#), "{report}");
+    d.now = UnixTime(d.now.0 + 8 * 24 * 3600);
+    let report = String::from_utf8(d.maintain().body().to_vec()).unwrap();
+    assert!(report.contains(r#""published":1"#), "{report}");
+    assert_eq!(get_blob(&mut d, "died", &digest), blob);
+    assert!(d.store.keys().all(|k| !k.starts_with("_uploads/")));
+    assert_eq!(d.store.open_multipart_uploads(), 0);
+}
+
+/// berth 0.1.0 saved a close's record with the last short part added to `parts` and its
+/// offset unchanged, a record it could not decode again: its maintenance then deleted the
+/// data of a blob it had published. Such records, still in buckets, are finished, not deleted.
+#[test]
+fn a_publishing_record_of_berth_0_1_0_is_finished_and_its_data_kept() {
+    for pointer_written in [false, true] {
+        let mut d = small_parts();
+        let blob = content(5 * MIB + 4096, 32);
+        let digest = sha256(&blob);
+        let url = start(&mut d, "old");
+        let id = upload_id(&url);
+        assert_eq!(patch(&mut d, &url, 0, &blob[..5 * MIB]).status(), 202);
+        // The close dies once it has committed, before it completes the multipart upload.
+        d.intercept(|effect, _| match effect {
+            Effect::CompleteMultipart { .. } => Some(Outcome::Failed("replica killed".into())),
+            _ => None,
+        });
+        let r = d.send(request(
+            "PUT",
+            &format!("{url}?digest={digest}"),
+            &[],
+            blob[5 * MIB..].to_vec(),
+        ));
+        d.clear_interceptor();
+        assert_eq!(r.status(), 500);
+        // Rewrite what it left as berth 0.1.0 left it: the multipart upload completed, then
+        // the record saved with the short last part in `parts` and nothing else updated.
+        let state_key = format!("_uploads/{id}/state");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&d.store.read(&state_key, None).unwrap()).unwrap();
+        let publication = record["publication"].take();
+        let data = publication["data"].as_str().unwrap().to_owned();
+        let upload_id = record["multipart"]["upload_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let parts: Vec<berth_engine::CompletedPart> =
+            serde_json::from_value(publication["parts"].clone()).unwrap();
+        let completed = d.store.execute(Effect::CompleteMultipart {
+            key: data.clone(),
+            upload_id,
+            parts: parts.clone(),
+        });
+        assert!(matches!(completed, Outcome::Stored { .. }));
+        record.as_object_mut().unwrap().remove("publication");
+        record["parts"] = serde_json::to_value(&parts).unwrap();
+        record["next_part_number"] = serde_json::json!(parts.len() + 1);
+        overwrite(&mut d, &state_key, serde_json::to_vec(&record).unwrap());
+        if pointer_written {
+            let pointer = format!(r#"{{"size":{},"data":"{data}"}}"#, blob.len());
+            let hex = digest.strip_prefix("sha256:").unwrap();
+            overwrite(
+                &mut d,
+                &format!("_blobs/sha256/{hex}"),
+                pointer.clone().into_bytes(),
+            );
+            overwrite(
+                &mut d,
+                &format!("repositories/old/_layers/sha256/{hex}"),
+                pointer.into_bytes(),
+            );
+        }
+        for _ in 0..2 {
+            d.now = UnixTime(d.now.0 + 8 * 24 * 3600);
+            assert_eq!(d.maintain().status(), 200);
+        }
+        assert_eq!(get_blob(&mut d, "old", &digest), blob);
+        assert!(d.store.keys().all(|k| !k.starts_with("_uploads/")));
+    }
+}
+
+#[test]
+fn a_record_that_does_not_decode_is_kept_with_its_data_and_reported() {
+    let mut d = small_parts();
+    let id = "0123456789abcdef0123456789abcdef";
+    overwrite(
+        &mut d,
+        &format!("_uploads/{id}/state"),
+        b"{\"version\":99}".to_vec(),
+    );
+    overwrite(&mut d, &format!("_data/{id}/w"), b"bytes".to_vec());
+    d.now = UnixTime(d.now.0 + 30 * 24 * 3600);
+    let report = String::from_utf8(d.maintain().body().to_vec()).unwrap();
+    assert!(report.contains(r#""unreadable":1"#), "{report}");
+    assert!(report.contains(id), "{report}");
+    assert!(d.store.read(&format!("_data/{id}/w"), None).is_some());
+    assert!(
+        d.store
+            .read(&format!("_uploads/{id}/state"), None)
+            .is_some()
+    );
+}
+
+/// An installation that berth 0.1.0 lost blobs on: the pointer names data that is gone.
+/// Maintenance finds it, the blob then reads as absent everywhere (so clients push it again),
+/// and the next push repairs it in every repository that had it.
+#[test]
+fn a_blob_whose_data_is_gone_is_found_by_maintenance_and_repaired_by_a_push() {
+    let mut d = small_parts();
+    let blob = content(5 * MIB + 4096, 33);
+    let digest = push_blob(&mut d, "one", &blob);
+    let mount = d.send(request(
+        "POST",
+        &format!("/v2/two/blobs/uploads/?mount={digest}&from=one"),
+        &[],
+        vec![],
+    ));
+    assert_eq!(mount.status(), 201);
+    let hex = digest.strip_prefix("sha256:").unwrap().to_owned();
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&d.store.read(&format!("_blobs/sha256/{hex}"), None).unwrap())
+            .unwrap();
+    let data = pointer["data"].as_str().unwrap().to_owned();
+    d.store.execute(Effect::Delete { key: data });
+    let report = String::from_utf8(d.maintain().body().to_vec()).unwrap();
+    assert!(report.contains(&digest), "{report}");
+    for name in ["one", "two"] {
+        let head = request("HEAD", &format!("/v2/{name}/blobs/{digest}"), &[], vec![]);
+        assert_eq!(d.send(head).status(), 404, "{name}");
+    }
+    // A manifest naming it is refused until it is pushed again.
+    let manifest = image_manifest(&[(&digest, blob.len())], "");
+    let put = request(
+        "PUT",
+        "/v2/one/manifests/t",
+        &[("content-type", OCI_MANIFEST)],
+        manifest.clone(),
+    );
+    assert_eq!(d.send(put).status(), 400);
+    assert_eq!(push_blob(&mut d, "one", &blob), digest);
+    for name in ["one", "two"] {
+        assert_eq!(get_blob(&mut d, name, &digest), blob, "{name}");
+    }
+    let report = String::from_utf8(d.maintain().body().to_vec()).unwrap();
+    assert!(!report.contains(&digest), "{report}");
+    berth_engine::fuzzing::assert_store_is_verified(&d.store);
+}
+
+#[test]
+fn a_monolithic_push_that_fails_leaves_nothing_behind() {
+    let mut d = small_parts();
+    let blob = content(12 * MIB, 34);
+    let mut parts = 0;
+    d.intercept(move |effect, _| match effect {
+        Effect::UploadPart { .. } => {
+            parts += 1;
+            (parts == 2).then(|| Outcome::Failed("No space left on device".into()))
+        }
+        _ => None,
+    });
+    let r = d.send(request(
+        "POST",
+        &format!("/v2/full/blobs/uploads/?digest={}", sha256(&blob)),
+        &[],
+        blob,
+    ));
+    d.clear_interceptor();
+    assert_eq!(r.status(), 500);
+    assert_eq!(d.store.open_multipart_uploads(), 0);
+    assert_eq!(d.store.keys().collect::<Vec<_>>(), Vec::<&str>::new());
+}
+
+#[test]
+fn sha512_closes_an_upload_opened_without_an_algorithm() {
+    // Smaller than a part: both algorithms were hashed as it came. Larger: the stored bytes
+    // are read back, one part at a time.
+    for (len, reread) in [(3 * MIB, false), (12 * MIB + 5, true)] {
+        let mut d = small_parts();
+        let blob = content(len, 35);
+        let digest = sha512(&blob);
+        let url = start(&mut d, "s");
+        assert_eq!(patch(&mut d, &url, 0, &blob[..len / 2]).status(), 202);
+        d.log.clear();
+        let r = d.send(request(
+            "PUT",
+            &format!("{url}?digest={digest}"),
+            &[],
+            blob[len / 2..].to_vec(),
+        ));
+        assert_eq!(r.status(), 201, "{:?}", r.body());
+        assert_eq!(get_blob(&mut d, "s", &digest), blob);
+        let read_back = d.log.iter().filter(|l| l.starts_with("get _data/")).count();
+        assert_eq!(read_back > 0, reread, "{:?}", d.log);
+        // A wrong sha512 digest publishes nothing.
+        let url = start(&mut d, "s");
+        assert_eq!(patch(&mut d, &url, 0, &blob).status(), 202);
+        let wrong = sha512(b"not these bytes");
+        let r = close(&mut d, &url, &wrong);
+        assert_eq!(r.status(), 400);
+        let head = request("HEAD", &format!("/v2/s/blobs/{wrong}"), &[], vec![]);
+        assert_eq!(d.send(head).status(), 404);
+        assert!(d.store.keys().all(|k| !k.starts_with("_uploads/")));
+    }
 }

@@ -77,6 +77,11 @@ pub struct Settings {
     /// Seconds between maintenance runs (removal of expired uploads) [default: 3600].
     #[arg(long, env = "BERTH_MAINTENANCE_INTERVAL_SECS")]
     pub maintenance_interval_secs: Option<u64>,
+    /// Blob pointers each maintenance run checks for data that is gone, going on where the
+    /// last run stopped; a blob found so reads as absent until it is pushed again; 0 turns the
+    /// check off [default: 1000].
+    #[arg(long, env = "BERTH_BLOB_CHECKS_PER_PASS")]
+    pub blob_checks_per_pass: Option<usize>,
     /// Seconds a client may take to send a request's headers, including the wait for the next
     /// request on a kept-alive HTTP/1.1 connection, and the TLS handshake [default: 30].
     #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS")]
@@ -566,6 +571,7 @@ struct FileSettings {
     list_page_size: Option<usize>,
     referrers_page_size: Option<usize>,
     maintenance_interval_secs: Option<u64>,
+    blob_checks_per_pass: Option<usize>,
     header_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     body_timeout_secs: Option<u64>,
@@ -633,6 +639,7 @@ impl Settings {
         layer!(mount_without_from);
         layer!(list_page_size);
         layer!(referrers_page_size);
+        layer!(blob_checks_per_pass);
         engine.validate().map_err(|e| e.to_string())?;
         Ok(Resolved {
             listen: self

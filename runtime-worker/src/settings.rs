@@ -42,6 +42,11 @@ pub const CREDENTIAL_SECRETS: [&str; 5] = [
 /// 32 MiB), already far beyond any layer.
 pub const MAX_PART_SIZE: u64 = 32 * 1024 * 1024;
 
+/// Blob pointers the Worker's maintenance checks per cron invocation unless
+/// `BERTH_BLOB_CHECKS_PER_PASS` says otherwise: 400 of the 1,000 subrequests an invocation may
+/// make on Workers Paid, leaving the rest to the upload pass.
+pub const DEFAULT_BLOB_CHECKS_PER_PASS: usize = 200;
+
 /// The largest `BERTH_UPLOAD_EXPIRY_SECS` the Worker accepts: 7 days. R2's default lifecycle
 /// rule aborts a multipart upload 7 days after its creation, so an unfinished upload kept
 /// longer would outlive its parts. A larger value is refused (a configuration error), not
@@ -112,6 +117,13 @@ pub fn config(env: &Env) -> Result<Config, String> {
         config.mount_without_from = on;
     }
     number(env, "BERTH_LIST_PAGE_SIZE", &mut config.list_page_size)?;
+    // Each check is two R2 reads, subrequests of the cron invocation that runs maintenance.
+    config.blob_checks_per_pass = DEFAULT_BLOB_CHECKS_PER_PASS;
+    number(
+        env,
+        "BERTH_BLOB_CHECKS_PER_PASS",
+        &mut config.blob_checks_per_pass,
+    )?;
     number(
         env,
         "BERTH_REFERRERS_PAGE_SIZE",

@@ -11,6 +11,15 @@
 //! - the blob becomes readable only by the pointer published after its digest was verified
 //!   (invariant 1).
 //!
+//! An upload's record goes through three phases (see [`state::UploadState`]): *receiving*,
+//! then *publishing* once the bytes are verified, or *abandoned* when it is thrown away. The
+//! two ways out are each fenced by a compare-and-swap on the record, and whoever deletes an
+//! upload's data first writes the abandoned phase over the very record it read. So a request
+//! that commits a verified blob and a process that deletes the same upload (a cancel, a failed
+//! close, maintenance) can never both succeed: the blob is published and kept, or thrown away
+//! and never published. A publishing record only ever moves forward: a retried close or
+//! maintenance completes it from the record alone.
+//!
 //! Races: every state change is a compare-and-swap on the record's etag. A writer *claims* the
 //! upload before its first part (recording itself as `writer`), so of two requests that start
 //! together only one uploads parts; the loser gets 416 and writes nothing that is referenced.
@@ -37,11 +46,11 @@ use crate::error::{ErrorCode, RegistryError, Result};
 use crate::layout;
 use crate::publish::{self, BlobPointer};
 use crate::range::parse_content_range;
-use crate::response::{Body, Response};
+use crate::response::{Body, ByteRange, Response};
 use crate::route::parse_digest;
 use crate::store::Written;
 use part_buffer::PartBuffer;
-use state::{MultipartRecord, TailRecord, UploadState};
+use state::{MultipartRecord, Publication, TailRecord, UploadState};
 
 /// One upload session as read from storage, plus the etag to replace it with.
 struct Session {
@@ -49,6 +58,24 @@ struct Session {
     state: UploadState,
     etag: String,
     hash: ResumableHash,
+    /// The other algorithm's running hash, while the record keeps one.
+    alternate: Option<ResumableHash>,
+}
+
+impl Session {
+    fn is_publishing(&self) -> bool {
+        self.state.finalizing.is_some()
+    }
+
+    /// The running hash in `algorithm`, if this upload keeps one.
+    fn hash_in(&self, algorithm: Algorithm) -> Option<&ResumableHash> {
+        if self.hash.algorithm() == algorithm {
+            return Some(&self.hash);
+        }
+        self.alternate
+            .as_ref()
+            .filter(|alternate| alternate.algorithm() == algorithm)
+    }
 }
 
 fn upload_location(name: &str, id: &str) -> HeaderValue {
@@ -94,6 +121,24 @@ fn lost_race(name: &str, session: &Session) -> RegistryError {
     )
 }
 
+/// The answer to anything but a matching closing PUT on an upload whose blob is being
+/// published: as far as the client is concerned the upload is over.
+fn already_closed() -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::BlobUploadUnknown,
+        "the upload was already closed with a digest; its blob is being published",
+    )
+}
+
+fn encode_state(id: &str, state: &UploadState) -> Result<Bytes> {
+    state
+        .encode()
+        .map(Bytes::from)
+        .map_err(|e| RegistryError::backend("put", &layout::upload_state(id), &e.to_string()))
+}
+
+/// Reads an upload's record. An abandoned upload is as unknown as a missing one.
 async fn load(cx: &Cx, name: &str, id: &str) -> Result<Session> {
     let key = layout::upload_state(id);
     let Some((meta, bytes)) = cx.store.get(&key).await? else {
@@ -101,27 +146,39 @@ async fn load(cx: &Cx, name: &str, id: &str) -> Result<Session> {
     };
     let (state, hash) = UploadState::decode(&bytes)
         .map_err(|e| RegistryError::backend("get", &key, &format!("corrupt upload state: {e}")))?;
-    if state.repository != name {
+    if state.repository != name || state.abandoned {
         return Err(RegistryError::upload_unknown());
     }
+    let alternate = match &state.alternate_hash_state {
+        Some(text) => hex::decode(text)
+            .ok()
+            .and_then(|bytes| ResumableHash::deserialize(state.algorithm.other(), &bytes)),
+        None => None,
+    };
     Ok(Session {
         id: id.to_owned(),
         state,
         etag: meta.etag,
         hash,
+        alternate,
     })
 }
 
 /// Replaces the record if nobody else did since we read it. `checkpoint` says whether the
-/// running hash now covers exactly `offset` bytes and is saved with it; between checkpoints
-/// the live hash runs ahead of the record (it has seen bytes not yet stored) and must not be.
+/// running hashes now cover exactly `offset` bytes and are saved with it; between checkpoints
+/// the live hashes run ahead of the record (they have seen bytes not yet stored) and must not
+/// be.
 async fn save(cx: &Cx, name: &str, session: &mut Session, checkpoint: bool) -> Result<()> {
     if checkpoint {
         session.state.hash_state = hex::encode(session.hash.serialize());
+        session.state.alternate_hash_state = session
+            .alternate
+            .as_ref()
+            .map(|alternate| hex::encode(alternate.serialize()));
     }
     session.state.updated_at = cx.now.0;
     let key = layout::upload_state(&session.id);
-    let body = Bytes::from(session.state.encode());
+    let body = encode_state(&session.id, &session.state)?;
     match cx
         .store
         .put(&key, body, Condition::IfMatch(session.etag.clone()))
@@ -144,24 +201,30 @@ pub(crate) async fn start(cx: &Cx, name: &str) -> Result<Response> {
         }
     }
     let claimed = cx.query.get("digest").map(parse_digest).transpose()?;
-    let algorithm = match cx.query.get("digest-algorithm") {
-        Some(text) => Algorithm::parse(text).ok_or_else(|| {
+    let declared = match cx.query.get("digest-algorithm") {
+        Some(text) => Some(Algorithm::parse(text).ok_or_else(|| {
             RegistryError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::Unsupported,
                 format!("digest algorithm {text:?} is not supported (sha256, sha512 are)"),
             )
-        })?,
-        None => claimed
-            .as_ref()
-            .map_or(Algorithm::Sha256, Digest::algorithm),
+        })?),
+        None => None,
     };
+    let algorithm = declared
+        .or(claimed.as_ref().map(Digest::algorithm))
+        .unwrap_or(Algorithm::Sha256);
+    // A client SHOULD say which algorithm it will close the upload with, and need not: until it
+    // did, both are hashed, as long as the upload is shorter than a part (see `receive`).
+    let alternate =
+        (declared.is_none() && claimed.is_none()).then(|| ResumableHash::new(algorithm.other()));
     let id = cx.new_upload_id();
-    let state = UploadState::new(name, algorithm, cx.config.part_size, cx.now.0);
+    let mut state = UploadState::new(name, algorithm, cx.config.part_size, cx.now.0);
+    state.alternate_hash_state = alternate.as_ref().map(|h| hex::encode(h.serialize()));
     let key = layout::upload_state(&id);
     let etag = match cx
         .store
-        .put(&key, Bytes::from(state.encode()), Condition::IfNoneMatch)
+        .put(&key, encode_state(&id, &state)?, Condition::IfNoneMatch)
         .await?
     {
         Written::Stored { etag } => etag,
@@ -179,11 +242,18 @@ pub(crate) async fn start(cx: &Cx, name: &str) -> Result<Response> {
         state,
         etag,
         hash,
+        alternate,
     };
-    match claimed {
-        Some(digest) => finish(cx, name, &mut session, &digest).await,
-        None => Ok(session_response(StatusCode::ACCEPTED, name, &session, cx)),
+    let Some(digest) = claimed else {
+        return Ok(session_response(StatusCode::ACCEPTED, name, &session, cx));
+    };
+    let finished = finish(cx, name, &mut session, &digest).await;
+    if finished.is_err() && !session.is_publishing() {
+        // The client never learnt this upload's location, so nobody can resume or cancel it:
+        // what it stored goes now, not at its expiry.
+        let _ = abandon(cx, &mut session).await;
     }
+    finished
 }
 
 async fn try_mount(cx: &Cx, name: &str, digest: &Digest) -> Result<Option<Response>> {
@@ -194,7 +264,7 @@ async fn try_mount(cx: &Cx, name: &str, digest: &Digest) -> Result<Option<Respon
                 "invalid repository name {from:?} in from"
             )));
         }
-        pointer = publish::read_link(cx, from, digest).await?;
+        pointer = publish::read_blob(cx, from, digest).await?;
     }
     if pointer.is_none() && cx.config.mount_without_from {
         pointer = publish::read_pointer(cx, digest).await?;
@@ -209,12 +279,18 @@ async fn try_mount(cx: &Cx, name: &str, digest: &Digest) -> Result<Option<Respon
 /// GET on an upload: its status.
 pub(crate) async fn status(cx: &Cx, name: &str, id: &str) -> Result<Response> {
     let session = load(cx, name, id).await?;
+    if session.is_publishing() {
+        return Err(already_closed());
+    }
     Ok(session_response(StatusCode::NO_CONTENT, name, &session, cx))
 }
 
 /// PATCH: append a chunk.
 pub(crate) async fn append(cx: &Cx, name: &str, id: &str) -> Result<Response> {
     let mut session = load(cx, name, id).await?;
+    if session.is_publishing() {
+        return Err(already_closed());
+    }
     check_chunk_start(cx, name, &session)?;
     let mut writer = Writer::new(cx.writer_token());
     let remainder = receive(cx, name, &mut session, &mut writer).await?;
@@ -224,7 +300,9 @@ pub(crate) async fn append(cx: &Cx, name: &str, id: &str) -> Result<Response> {
     Ok(session_response(StatusCode::ACCEPTED, name, &session, cx))
 }
 
-/// PUT with `?digest=`: the last chunk, if any, then verification and publication.
+/// PUT with `?digest=`: the last chunk, if any, then verification and publication. A PUT
+/// repeated after its blob was committed (the first one's answer was lost) finishes the
+/// publication and answers as the first would have.
 pub(crate) async fn close(cx: &Cx, name: &str, id: &str) -> Result<Response> {
     let Some(text) = cx.query.get("digest") else {
         return Err(RegistryError::digest_invalid(
@@ -233,14 +311,30 @@ pub(crate) async fn close(cx: &Cx, name: &str, id: &str) -> Result<Response> {
     };
     let digest = parse_digest(text)?;
     let mut session = load(cx, name, id).await?;
+    if let Some(committed) = &session.state.finalizing {
+        if committed != &digest.to_string() {
+            return Err(RegistryError::digest_invalid(format!(
+                "the upload was already closed with digest {committed}"
+            )));
+        }
+        return match roll_forward(cx, id, &session.state).await? {
+            RolledForward::Published => Ok(publish::created_response(name, &digest)),
+            RolledForward::DataGone => Err(data_gone()),
+        };
+    }
     check_chunk_start(cx, name, &session)?;
     finish(cx, name, &mut session, &digest).await
 }
 
 /// DELETE on an upload: cancel it.
 pub(crate) async fn cancel(cx: &Cx, name: &str, id: &str) -> Result<Response> {
-    let session = load(cx, name, id).await?;
-    discard(cx, &session.id, &session.state).await?;
+    let mut session = load(cx, name, id).await?;
+    if session.is_publishing() {
+        return Err(already_closed());
+    }
+    if !abandon(cx, &mut session).await? {
+        return Err(lost_race(name, &session));
+    }
     let mut response = http::Response::new(Body::Empty);
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
@@ -248,7 +342,6 @@ pub(crate) async fn cancel(cx: &Cx, name: &str, id: &str) -> Result<Response> {
         .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     Ok(response)
 }
-
 /// A chunk must start where the upload stands (416 otherwise), and its declared range must
 /// agree with its `Content-Length`.
 fn check_chunk_start(cx: &Cx, name: &str, session: &Session) -> Result<()> {
@@ -320,11 +413,7 @@ async fn receive(cx: &Cx, name: &str, session: &mut Session, writer: &mut Writer
     let mut buffer = PartBuffer::new();
     if let Some(tail) = &session.state.tail {
         let Some((_, bytes)) = cx.store.get(&tail.key).await? else {
-            return Err(RegistryError::backend(
-                "get",
-                &tail.key,
-                "the upload's tail object is missing",
-            ));
+            return Err(tail_missing(cx, name, session, &tail.key).await);
         };
         if bytes.len() as u64 != tail.len {
             return Err(RegistryError::backend(
@@ -352,6 +441,9 @@ async fn receive(cx: &Cx, name: &str, session: &mut Session, writer: &mut Writer
             });
             grow_within_part(&mut buffer, take, part_size, expected);
             session.hash.update(&rest[..take]);
+            if let Some(alternate) = &mut session.alternate {
+                alternate.update(&rest[..take]);
+            }
             buffer.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if buffer.len() == part_size {
@@ -361,6 +453,25 @@ async fn receive(cx: &Cx, name: &str, session: &mut Session, writer: &mut Writer
         }
     }
     Ok(buffer.take())
+}
+
+/// The tail the record names is not there: the upload was removed (or changed) by someone
+/// else since this request read the record — or, if the record is still the same, storage
+/// lost an object.
+async fn tail_missing(cx: &Cx, name: &str, session: &Session, key: &str) -> RegistryError {
+    let now = match cx.store.get(&layout::upload_state(&session.id)).await {
+        Ok(now) => now,
+        Err(e) => return e,
+    };
+    match now {
+        Some((meta, _)) if meta.etag == session.etag => {
+            RegistryError::backend("get", key, "the upload's tail object is missing")
+        }
+        Some((_, bytes)) if UploadState::decode(&bytes).is_ok_and(|(s, _)| !s.abandoned) => {
+            lost_race(name, session)
+        }
+        _ => RegistryError::upload_unknown(),
+    }
 }
 
 /// Reserves room for `extra` more bytes, never beyond one part: exactly the bytes `expected`
@@ -453,6 +564,10 @@ async fn store_part(
     });
     session.state.next_part_number = number + 1;
     session.state.offset = session.state.offset - old_tail.as_ref().map_or(0, |t| t.len) + len;
+    // Past one part, only the algorithm the upload was opened with is hashed: hashing every
+    // byte twice would double the CPU of every push that names no algorithm (docker's,
+    // containerd's). A close with the other algorithm then reads the stored blob back once.
+    session.alternate = None;
     save(cx, name, session, true).await?;
     if let Some(tail) = old_tail {
         let _ = cx.store.delete(&tail.key).await;
@@ -497,68 +612,89 @@ async fn keep_tail(
     Ok(())
 }
 
-/// Receives the last chunk, verifies the digest, writes the blob's data and publishes it.
+/// Receives the last chunk, verifies the digest, commits the upload to it and publishes it.
+///
+/// The order is what keeps a verified blob from being lost and an unverified one from being
+/// published: the bytes are stored; the record is switched to the publishing phase (a
+/// compare-and-swap: from here nothing may delete them); then the multipart upload is
+/// completed, the pointer published and the record removed, each of which a later request or
+/// maintenance can redo from the record.
 async fn finish(cx: &Cx, name: &str, session: &mut Session, digest: &Digest) -> Result<Response> {
-    if digest.algorithm() != session.state.algorithm {
-        if session.state.offset == 0 {
-            // Nothing hashed yet: hash with the algorithm the client names at the end.
-            session.state.algorithm = digest.algorithm();
-            session.hash = ResumableHash::new(digest.algorithm());
-            session.state.hash_state = hex::encode(session.hash.serialize());
-        } else {
-            return Err(RegistryError::digest_invalid(format!(
-                "the upload is hashed with {} but the digest is {}; start the upload with \
-                 ?digest-algorithm={}",
-                session.state.algorithm,
-                digest.algorithm(),
-                digest.algorithm()
-            )));
-        }
+    let nothing_hashed = session.state.offset == 0 && session.state.parts.is_empty();
+    if digest.algorithm() != session.state.algorithm && nothing_hashed {
+        // Nothing hashed yet: hash with the algorithm the client names at the end.
+        session.state.algorithm = digest.algorithm();
+        session.hash = ResumableHash::new(digest.algorithm());
+        session.alternate = None;
     }
     let mut writer = Writer::new(cx.writer_token());
     let remainder = receive(cx, name, session, &mut writer).await?;
-    let computed = session.hash.finish();
-    if &computed != digest {
-        discard(cx, &session.id, &session.state).await?;
-        return Err(RegistryError::digest_invalid(format!(
-            "the uploaded bytes hash to {computed}, not {digest}; the upload was discarded"
-        )));
-    }
     let size = session.state.offset - session.state.tail.as_ref().map_or(0, |t| t.len)
         + remainder.len() as u64;
-    let data_key = write_data(cx, name, session, &mut writer, remainder).await?;
-    // Fence: from here on the record names the digest, so maintenance keeps the data.
-    session.state.finalizing = Some(digest.to_string());
-    if let Err(e) = save(cx, name, session, false).await {
-        if session.state.multipart.is_none() {
-            let _ = cx.store.delete(&data_key).await;
-        }
-        return Err(e);
+    let computed = session
+        .hash_in(digest.algorithm())
+        .map(ResumableHash::finish);
+    if computed.as_ref().is_some_and(|computed| computed != digest) {
+        return Err(mismatch(cx, session, computed.as_ref(), digest).await);
     }
-    let pointer = BlobPointer {
-        size,
-        data: data_key,
-    };
-    publish::publish(cx, name, digest, pointer).await?;
-    remove_record(cx, &session.id).await?;
-    Ok(publish::created_response(name, digest))
+    let publication = store_data(cx, name, session, &mut writer, remainder, size).await?;
+    if computed.is_none() {
+        // Hashed in the other algorithm: the stored bytes are read back and hashed in this one.
+        complete_data(cx, &session.state, &publication).await?;
+        let reread = rehash(cx, digest.algorithm(), &publication).await?;
+        if &reread != digest {
+            return Err(mismatch(cx, session, Some(&reread), digest).await);
+        }
+    }
+    commit(cx, name, session, digest, publication).await?;
+    match roll_forward(cx, &session.id, &session.state).await? {
+        RolledForward::Published => Ok(publish::created_response(name, digest)),
+        RolledForward::DataGone => Err(data_gone()),
+    }
 }
 
-/// Writes the verified blob's bytes: completes the multipart upload (with the remainder as
-/// its last part) or, for a blob smaller than a part, puts it whole.
-async fn write_data(
+/// The bytes do not hash to the digest: the upload is thrown away (if nobody else took it over
+/// meanwhile) and the client told what they hash to.
+async fn mismatch(
+    cx: &Cx,
+    session: &mut Session,
+    computed: Option<&Digest>,
+    digest: &Digest,
+) -> RegistryError {
+    if let Err(e) = abandon(cx, session).await {
+        return e;
+    }
+    match computed {
+        Some(computed) => RegistryError::digest_invalid(format!(
+            "the uploaded bytes hash to {computed}, not {digest}; the upload was discarded"
+        )),
+        None => RegistryError::digest_invalid(format!(
+            "the uploaded bytes do not hash to {digest}; the upload was discarded"
+        )),
+    }
+}
+
+/// Stores the blob's last bytes: the remainder as the multipart upload's last part, or, for a
+/// blob smaller than a part, the whole blob in one put. Returns where the blob will be once
+/// the multipart upload (if any) is completed with the returned parts.
+async fn store_data(
     cx: &Cx,
     name: &str,
     session: &mut Session,
     writer: &mut Writer,
     remainder: Bytes,
-) -> Result<String> {
+    size: u64,
+) -> Result<Publication> {
     let has_parts = !session.state.parts.is_empty();
     match session.state.multipart.clone() {
         Some(multipart) if has_parts || !remainder.is_empty() => {
+            let mut parts = session.state.parts.clone();
             if !remainder.is_empty() {
                 claim(cx, name, session, writer).await?;
                 let number = session.state.next_part_number;
+                if number > MAX_PARTS {
+                    return Err(too_many_parts(session.state.part_size));
+                }
                 let Some(etag) = cx
                     .store
                     .upload_part(&multipart.key, &multipart.upload_id, number, remainder)
@@ -566,24 +702,16 @@ async fn write_data(
                 else {
                     return Err(vanished(cx, name, session).await);
                 };
-                session.state.parts.push(CompletedPart {
+                parts.push(CompletedPart {
                     part_number: number,
                     etag,
                 });
-                session.state.next_part_number = number + 1;
             }
-            let completed = cx
-                .store
-                .complete_multipart(
-                    &multipart.key,
-                    &multipart.upload_id,
-                    session.state.parts.clone(),
-                )
-                .await?;
-            if completed.is_none() {
-                return Err(vanished(cx, name, session).await);
-            }
-            Ok(multipart.key)
+            Ok(Publication {
+                data: multipart.key,
+                size,
+                parts,
+            })
         }
         other => {
             if let Some(unused) = other {
@@ -594,47 +722,306 @@ async fn write_data(
             }
             let key = layout::upload_data(&session.id, &writer.token);
             cx.store.put_always(&key, remainder).await?;
-            Ok(key)
+            Ok(Publication {
+                data: key,
+                size,
+                parts: Vec::new(),
+            })
         }
     }
+}
+
+fn too_many_parts(part_size: u64) -> RegistryError {
+    RegistryError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::SizeInvalid,
+        format!(
+            "blob exceeds {MAX_PARTS} parts of {part_size} bytes, the largest this registry stores"
+        ),
+    )
+}
+
+/// Switches the record to the publishing phase: the verified bytes of `publication` are now
+/// this upload's outcome, and nothing deletes them. Fails with 416 if another request changed
+/// the record since it was read (then this request publishes nothing).
+async fn commit(
+    cx: &Cx,
+    name: &str,
+    session: &mut Session,
+    digest: &Digest,
+    publication: Publication,
+) -> Result<()> {
+    session.state.finalizing = Some(digest.to_string());
+    session.state.publication = Some(publication.clone());
+    session.state.writer = None;
+    session.state.updated_at = cx.now.0;
+    let key = layout::upload_state(&session.id);
+    let body = encode_state(&session.id, &session.state)?;
+    let written = cx
+        .store
+        .put(&key, body, Condition::IfMatch(session.etag.clone()))
+        .await;
+    match written {
+        Ok(Written::Stored { etag }) => {
+            session.etag = etag;
+            Ok(())
+        }
+        Ok(Written::PreconditionFailed) => {
+            session.state.finalizing = None;
+            session.state.publication = None;
+            // The record changed under us, so these bytes are nobody's: a blob put whole is
+            // under this request's own key.
+            if publication.parts.is_empty() {
+                let _ = cx.store.delete(&publication.data).await;
+            }
+            Err(lost_race(name, session))
+        }
+        Err(e) => {
+            // The record may or may not say publishing now: its bytes are left for whoever
+            // reads it next (a retried close, or maintenance).
+            session.state.finalizing = None;
+            session.state.publication = None;
+            Err(e)
+        }
+    }
+}
+
+/// How [`roll_forward`] ended.
+pub(crate) enum RolledForward {
+    /// The blob is published and linked, and the upload's record removed.
+    Published,
+    /// The committed bytes are not in storage (their multipart upload was aborted before it
+    /// was completed): nothing can be published; the record was removed.
+    DataGone,
+}
+
+fn data_gone() -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::BlobUploadUnknown,
+        "the storage backend no longer has this upload's bytes; start the upload again",
+    )
+}
+
+/// Finishes a publishing upload from its record alone: completes its multipart upload if that
+/// is still to do, publishes the verified bytes and links them into the repository, and removes
+/// the record. Idempotent, so a request and maintenance may both run it.
+pub(crate) async fn roll_forward(cx: &Cx, id: &str, state: &UploadState) -> Result<RolledForward> {
+    let key = layout::upload_state(id);
+    let Some(text) = &state.finalizing else {
+        return Err(RegistryError::backend(
+            "get",
+            &key,
+            "rolling forward an upload that is not publishing",
+        ));
+    };
+    let digest = Digest::parse(text).map_err(|e| {
+        RegistryError::backend("get", &key, &format!("corrupt publishing digest: {e}"))
+    })?;
+    let publication = match &state.publication {
+        Some(publication) => {
+            complete_data(cx, state, publication).await?;
+            Some(publication.clone())
+        }
+        None => legacy_publication(cx, id, state).await?,
+    };
+    let Some(publication) = publication else {
+        remove_record(cx, id).await?;
+        return Ok(RolledForward::DataGone);
+    };
+    match cx.store.head(&publication.data).await? {
+        None => {
+            remove_record(cx, id).await?;
+            Ok(RolledForward::DataGone)
+        }
+        Some(meta) if meta.size != publication.size => Err(RegistryError::backend(
+            "head",
+            &publication.data,
+            &format!(
+                "the committed data has {} bytes, not the {} verified",
+                meta.size, publication.size
+            ),
+        )),
+        Some(_) => {
+            let pointer = BlobPointer::new(publication.size, publication.data);
+            publish::publish(cx, &state.repository, &digest, pointer).await?;
+            remove_record(cx, id).await?;
+            Ok(RolledForward::Published)
+        }
+    }
+}
+
+/// Completes the multipart upload that holds a publication's bytes, if it is not complete
+/// already. A multipart upload the backend no longer knows was completed before (by an earlier
+/// attempt whose answer was lost) or aborted; the caller tells which by looking for its object.
+async fn complete_data(cx: &Cx, state: &UploadState, publication: &Publication) -> Result<()> {
+    if publication.parts.is_empty() {
+        return Ok(());
+    }
+    let Some(multipart) = state
+        .multipart
+        .as_ref()
+        .filter(|m| m.key == publication.data)
+    else {
+        return Ok(());
+    };
+    cx.store
+        .complete_multipart(
+            &multipart.key,
+            &multipart.upload_id,
+            publication.parts.clone(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Where a publishing record written by an older berth has its bytes (complete by then): the
+/// multipart upload's object, or the one object put whole under the upload's data prefix.
+async fn legacy_publication(cx: &Cx, id: &str, state: &UploadState) -> Result<Option<Publication>> {
+    let data = match &state.multipart {
+        Some(multipart) => multipart.key.clone(),
+        None => {
+            let listing = cx
+                .store
+                .list(&layout::upload_data_prefix(id), None, 2, None)
+                .await?;
+            match listing.keys.as_slice() {
+                [only] => only.clone(),
+                [] => return Ok(None),
+                _ => {
+                    return Err(RegistryError::backend(
+                        "list",
+                        &layout::upload_data_prefix(id),
+                        "an old publishing record with more than one data object",
+                    ));
+                }
+            }
+        }
+    };
+    Ok(cx.store.head(&data).await?.map(|meta| Publication {
+        data,
+        size: meta.size,
+        parts: Vec::new(),
+    }))
+}
+
+/// The digest in `algorithm` of the stored bytes of `publication`, read back one part at a
+/// time (memory: one part). For a blob of N bytes this reads N bytes from storage and hashes
+/// them once more: the price of an upload closed with another algorithm than the one it was
+/// opened with, once it outgrew one part.
+async fn rehash(cx: &Cx, algorithm: Algorithm, publication: &Publication) -> Result<Digest> {
+    let mut hash = ResumableHash::new(algorithm);
+    let step = cx.config.part_size.max(1);
+    let mut first = 0u64;
+    while first < publication.size {
+        let last = (first + step).min(publication.size) - 1;
+        let range = Some(ByteRange { first, last });
+        let Some((_, bytes)) = cx.store.get_range(&publication.data, range).await? else {
+            return Err(RegistryError::backend(
+                "get",
+                &publication.data,
+                "the blob's data vanished while it was read back",
+            ));
+        };
+        if bytes.len() as u64 != last - first + 1 {
+            return Err(RegistryError::backend(
+                "get",
+                &publication.data,
+                "reading the blob back returned a short range",
+            ));
+        }
+        hash.update(&bytes);
+        first = last + 1;
+    }
+    Ok(hash.finish())
 }
 
 /// The backend no longer knows the upload's multipart upload: lifecycle rules abort incomplete
 /// multipart uploads some days after their creation (R2's default rule: 7 days; S3's
 /// `AbortIncompleteMultipartUpload`), whatever the upload's activity since. Its parts are gone,
 /// so the session can never be finished: the client must start again, and is told so with 404
-/// `BLOB_UPLOAD_UNKNOWN`, as for any upload the registry does not know.
-///
-/// The session is removed rather than left for maintenance to expire, but only if its record
-/// is still the one this request read or wrote: the record is first rewritten with `If-Match`,
-/// which fences off any concurrent request on the upload (its next write fails). So a request
-/// that completed the multipart upload just before this one found it gone — and is about to
-/// record that it publishes the data — either wins (this request gets 416 and removes
-/// nothing) or loses before it publishes anything (invariant 1 is not at stake either way:
-/// nothing is published from a vanished upload). If removal fails midway, the record is
-/// deleted last, so a later request or maintenance finishes the job.
+/// `BLOB_UPLOAD_UNKNOWN`, as for any upload the registry does not know. The session is
+/// abandoned (fenced by `If-Match`, so a concurrent request that committed it meanwhile wins:
+/// this one then gets 416 and removes nothing).
 async fn vanished(cx: &Cx, name: &str, session: &mut Session) -> RegistryError {
-    if let Err(e) = save(cx, name, session, false).await {
-        return e;
+    match abandon(cx, session).await {
+        Ok(true) => RegistryError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BlobUploadUnknown,
+            "the storage backend no longer has this upload's parts (incomplete multipart \
+             uploads are aborted after some days); the upload was removed, start it again",
+        ),
+        Ok(false) => lost_race(name, session),
+        Err(e) => e,
     }
-    // Best effort: the answer is 404 either way, and what is left is maintenance's to remove.
-    let _ = discard(cx, &session.id, &session.state).await;
-    RegistryError::new(
-        StatusCode::NOT_FOUND,
-        ErrorCode::BlobUploadUnknown,
-        "the storage backend no longer has this upload's parts (incomplete multipart uploads \
-         are aborted after some days); the upload was removed, start it again",
-    )
 }
 
-/// Removes the state record and the upload's tails (the data is published or deleted by then).
+/// Throws a receiving upload away: first marks its record abandoned with `If-Match` on the
+/// etag it was read with, so that no request that read it may still commit it, then deletes
+/// what it owns. `false` when the record changed meanwhile (then nothing is deleted) or is
+/// publishing (never thrown away).
+async fn abandon(cx: &Cx, session: &mut Session) -> Result<bool> {
+    if session.is_publishing() {
+        return Ok(false);
+    }
+    session.state.abandoned = true;
+    session.state.writer = None;
+    session.state.updated_at = cx.now.0;
+    let key = layout::upload_state(&session.id);
+    let body = encode_state(&session.id, &session.state)?;
+    match cx
+        .store
+        .put(&key, body, Condition::IfMatch(session.etag.clone()))
+        .await?
+    {
+        Written::Stored { etag } => session.etag = etag,
+        Written::PreconditionFailed => return Ok(false),
+    }
+    delete_abandoned(cx, &session.id, &session.state).await?;
+    Ok(true)
+}
+
+/// Deletes everything an abandoned upload owns: its multipart upload, its data, its tails and
+/// (last) its record. Nothing of an abandoned upload was ever published: publication needs
+/// the publishing phase, and the abandoned phase replaced a receiving record.
+pub(crate) async fn delete_abandoned(cx: &Cx, id: &str, state: &UploadState) -> Result<()> {
+    if let Some(multipart) = &state.multipart {
+        cx.store
+            .abort_multipart(&multipart.key, &multipart.upload_id)
+            .await?;
+    }
+    delete_prefix(cx, &layout::upload_data_prefix(id)).await?;
+    remove_record(cx, id).await
+}
+
+/// Marks an expired receiving upload abandoned (with `If-Match` on the etag it was read with)
+/// and deletes what it owns; `false` if the record changed since (the upload is alive).
+pub(crate) async fn expire(
+    cx: &Cx,
+    id: &str,
+    state: UploadState,
+    hash: ResumableHash,
+    etag: String,
+) -> Result<bool> {
+    let mut session = Session {
+        id: id.to_owned(),
+        state,
+        etag,
+        hash,
+        alternate: None,
+    };
+    abandon(cx, &mut session).await
+}
+
+/// Removes the state record and the upload's tails, never its data (published by then, or
+/// deleted by [`delete_abandoned`]).
 async fn remove_record(cx: &Cx, id: &str) -> Result<()> {
-    delete_prefix(cx, &layout::upload_prefix(id), None).await
+    delete_prefix(cx, &layout::upload_prefix(id)).await
 }
 
-/// Deletes every key under `prefix` except `keep`, the state record last so that a failure
-/// midway leaves a record to retry from.
-pub(crate) async fn delete_prefix(cx: &Cx, prefix: &str, keep: Option<&str>) -> Result<()> {
+/// Deletes every key under `prefix`, an upload's state record last so that a failure midway
+/// leaves a record to retry from.
+pub(crate) async fn delete_prefix(cx: &Cx, prefix: &str) -> Result<()> {
     let mut start_after = None;
     let mut state_key = None;
     loop {
@@ -643,9 +1030,6 @@ pub(crate) async fn delete_prefix(cx: &Cx, prefix: &str, keep: Option<&str>) -> 
             .list(prefix, start_after.clone(), 1000, None)
             .await?;
         for key in &listing.keys {
-            if Some(key.as_str()) == keep {
-                continue;
-            }
             if key.ends_with("/state") && key.starts_with(layout::UPLOADS_PREFIX) {
                 state_key = Some(key.clone());
                 continue;
@@ -661,24 +1045,4 @@ pub(crate) async fn delete_prefix(cx: &Cx, prefix: &str, keep: Option<&str>) -> 
         cx.store.delete(&key).await?;
     }
     Ok(())
-}
-
-/// Throws an upload away: its multipart upload, its data (unless published), tails and record.
-pub(crate) async fn discard(cx: &Cx, id: &str, state: &UploadState) -> Result<()> {
-    let mut published = None;
-    if let Some(text) = &state.finalizing
-        && let Ok(digest) = Digest::parse(text)
-        && let Some(pointer) = publish::read_pointer(cx, &digest).await?
-    {
-        published = Some(pointer.data);
-    }
-    if let Some(multipart) = &state.multipart
-        && published.as_deref() != Some(multipart.key.as_str())
-    {
-        cx.store
-            .abort_multipart(&multipart.key, &multipart.upload_id)
-            .await?;
-    }
-    delete_prefix(cx, &layout::upload_data_prefix(id), published.as_deref()).await?;
-    remove_record(cx, id).await
 }
