@@ -334,6 +334,11 @@ fn race_job(index: usize) -> (usize, Mode) {
 /// Pushes every shape in every mode, several at once, while `berth maintain` runs passes in a
 /// loop (with `maintain_args`); then pulls back every blob answered 201. Fails listing each
 /// blob that was answered 201 and does not read back byte-exact.
+///
+/// Failed maintenance passes are printed, not failed on: two passes at once (the server's and
+/// `berth maintain`) or a pass beside a close may trip over each other's deletions and leave
+/// the rest to the next pass. The kill tests, where maintenance runs alone, require every
+/// pass to succeed.
 fn race(label: &str, storage: &Storage, server: &Server, maintain_args: &[&str]) {
     let addr = server.addr;
     let blobs = Blobs::new(RACE_MAX_PUSHES, shapes(DEFAULT_PART)[3]);
@@ -432,11 +437,6 @@ fn race(label: &str, storage: &Storage, server: &Server, maintain_args: &[&str])
         lost.len(),
         tally.created,
         lost.join("\n")
-    );
-    assert!(
-        maintenance_failures.is_empty(),
-        "{label}: {} maintenance passes failed: {maintenance_failures:#?}",
-        maintenance_failures.len()
     );
     assert!(
         tally.created > 0,
