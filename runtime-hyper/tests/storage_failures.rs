@@ -1,17 +1,20 @@
-//! Storage that fails, slowly or at once: `berth serve` on S3 behind a fault-injecting front.
+//! Storage that fails, slowly or at once: `berth serve` on S3 behind a fault-injecting front,
+//! and on a directory with records damaged behind its back.
 //!
 //! - A completion of a multipart upload whose answer is lost, or comes after
 //!   `--s3-complete-timeout-secs`, while the server did assemble the blob, still publishes it
 //!   (the retry finds the upload id consumed, the object is recognized).
 //! - A completion the server answers with `NoSuchUpload`, with no object made, is the
 //!   engine's "upload unknown", not a 500 and not a success.
+//! - A 500 tells the client what failed in general terms and a request id, never a key,
+//!   path, endpoint, bucket, prefix, upload id or OS error; the log has those, with the id.
 
 mod common;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -379,4 +382,172 @@ fn a_completion_of_an_upload_the_server_no_longer_knows_is_upload_unknown() {
         b"",
     );
     assert_eq!(status, 404);
+}
+
+/// The request id a 500 names in its message, which must be its `X-Request-Id` too.
+fn request_id_of(headers: &[(String, String)], body: &str) -> String {
+    let id = header(headers, "x-request-id")
+        .unwrap_or_else(|| panic!("a 500 carries X-Request-Id: {headers:?}"))
+        .to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    assert!(
+        body.contains(&format!("(request id {id})")),
+        "the message names the request id {id}: {body}"
+    );
+    id
+}
+
+fn assert_tells_nothing_internal(body: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !secret.is_empty() && !body.contains(secret),
+            "the 500 shows {secret:?}: {body}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_part_upload_on_s3_tells_the_client_what_failed_and_the_log_the_rest() {
+    let s3 = S3Server::start("secretbucket");
+    let front = FaultyFront::start(&s3.endpoint);
+    front
+        .script()
+        .parts
+        .push_back(Fault::Answer(403, "AccessDenied"));
+    let berth = berth_on_s3(&front, "secretbucket", "secretprefix", &[]);
+    let blob = several_parts();
+    let (status, headers, body) = push_in_one_put(berth.addr(), "leak", &blob);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("storing a blob part failed"), "{body}");
+    let id = request_id_of(&headers, &body);
+    let target = front.seen(Kind::UploadPart).remove(0);
+    let upload_id = target
+        .split("uploadId=")
+        .nth(1)
+        .unwrap()
+        .split(['&', ' '])
+        .next()
+        .unwrap()
+        .to_owned();
+    let endpoint = front.addr.to_string();
+    assert_tells_nothing_internal(
+        &body,
+        &[
+            &endpoint,
+            "127.0.0.1",
+            "secretbucket",
+            "secretprefix",
+            "_data",
+            &upload_id,
+            "uploadId",
+            "AccessDenied",
+        ],
+    );
+    // The log has what the client was not told, under the same request id.
+    let log = berth.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id) && l.contains("request failed"))
+        .unwrap_or_else(|| panic!("no log line for request {id}:\n{log}"));
+    for detail in ["upload-part", "_data/", "AccessDenied"] {
+        assert!(line.contains(detail), "{detail:?} not in {line}");
+    }
+}
+
+/// The file of object `key` in a directory backend (see storage/directory.rs).
+fn object_file(root: &Path, key: &str) -> PathBuf {
+    root.join("objects").join(format!("{key}@"))
+}
+
+#[test]
+fn an_unreadable_upload_state_on_a_directory_tells_the_client_what_failed_and_the_log_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("secret-root");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage"])
+        .arg(&root);
+    let berth = Logged::start(command);
+    let location = start_upload(berth.addr(), "dir");
+    let upload = location.rsplit('/').next().unwrap().to_owned();
+    // The record becomes something reading it fails on: a directory (EISDIR).
+    let state = object_file(&root, &format!("_uploads/{upload}/state"));
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let (status, headers, body) = http(berth.addr(), "GET", &location, &[], b"");
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("reading an upload's state failed"), "{body}");
+    let id = request_id_of(&headers, &body);
+    assert_tells_nothing_internal(
+        &body,
+        &[
+            "_uploads",
+            "/state",
+            "secret-root",
+            &root.display().to_string(),
+            "os error",
+            "Is a directory",
+        ],
+    );
+    let log = berth.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id) && l.contains("request failed"))
+        .unwrap_or_else(|| panic!("no log line for request {id}:\n{log}"));
+    assert!(line.contains(&format!("_uploads/{upload}/state")), "{line}");
+}
+
+#[test]
+fn a_blob_whose_data_vanished_from_a_directory_is_a_500_without_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("secret-root");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage"])
+        .arg(&root);
+    let berth = Logged::start(command);
+    let blob = b"a small blob".to_vec();
+    let location = start_upload(berth.addr(), "gone");
+    let (status, _, _) = http(
+        berth.addr(),
+        "PUT",
+        &format!("{location}?digest={}", digest(&blob)),
+        &[],
+        &blob,
+    );
+    assert_eq!(status, 201);
+    // The data the blob's pointer names is removed behind berth's back: the engine answers
+    // 200 with the object to stream, and opening it fails in the runtime.
+    let data = root.join("objects").join("_data");
+    let mut removed = Vec::new();
+    for upload in std::fs::read_dir(&data).unwrap() {
+        for file in std::fs::read_dir(upload.unwrap().path()).unwrap() {
+            let file = file.unwrap().path();
+            std::fs::remove_file(&file).unwrap();
+            removed.push(file);
+        }
+    }
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    let writer = removed[0].file_name().unwrap().to_string_lossy();
+    let writer = writer.trim_end_matches('@').to_owned();
+    let (status, headers, body) = http(
+        berth.addr(),
+        "GET",
+        &format!("/v2/gone/blobs/{}", digest(&blob)),
+        &[],
+        b"",
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("reading a blob's data failed"), "{body}");
+    let id = request_id_of(&headers, &body);
+    assert_tells_nothing_internal(&body, &["_data", &writer, "secret-root", "os error"]);
+    let log = berth.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&id) && l.contains("_data/") && l.contains("request failed")),
+        "no log line for request {id}:\n{log}"
+    );
 }
