@@ -181,7 +181,8 @@ pub enum Outcome {
     BodyChunk(Bytes),
     BodyEnd,
     /// The operation failed in the backend (or, for `ReadBody`, the client went away). The
-    /// message is shown to operators in the 500 the engine answers with.
+    /// message is for operators: it reaches the log with the 500's
+    /// [`FailureDetail`](crate::FailureDetail), never the client.
     Failed(String),
 }
 

@@ -64,6 +64,17 @@
 //! `response.extensions().get::<auth::AuthFailure>()`; an admitted one carries the caller's
 //! [`auth::Identity`] the same way.
 //!
+//! # Failures
+//!
+//! A 500 means a storage operation (or the runtime) failed. Its body names the operation in
+//! general terms and a [`RequestId`], which `X-Request-Id` also carries; the details (the
+//! operation, the key, the backend's own words) are in the response's extensions as a
+//! [`FailureDetail`] with the same id, for the runtime to log and never to show:
+//! `response.extensions().get::<FailureDetail>()`. The request id is bytes 24..32 of the
+//! request's entropy ([`RequestId::from_entropy`]), so the engine stays deterministic and a
+//! runtime can tag its own log lines and its own 500s ([`RegistryError::internal`],
+//! [`RegistryError::into_response_for`]) with the same id.
+//!
 //! # Where things are
 //!
 //! - [`route`]: which endpoint a request addresses; name, tag and digest grammars ([`names`],
@@ -107,7 +118,7 @@ use http::{HeaderValue, Method, header};
 pub use config::{Config, ConfigError};
 pub use context::{Entropy, UnixTime};
 pub use effect::{CompletedPart, Condition, Effect, EffectId, Listing, ObjectMeta, Outcome};
-pub use error::{ErrorCode, RegistryError};
+pub use error::{ErrorCode, FailureDetail, RegistryError, RequestId};
 pub use response::{Body, ByteRange, Response};
 pub use transaction::{Next, Transaction, UnexpectedOutcome};
 
@@ -164,11 +175,12 @@ impl Registry {
     /// Starts a maintenance run: expired uploads are removed. Its response is a JSON summary.
     pub fn maintain(&self, now: UnixTime) -> Transaction {
         let io = Io::default();
+        let entropy = Entropy([0; 32]);
         let cx = Cx {
             store: Store::new(io.clone()),
             config: self.config.clone(),
             now,
-            entropy: Entropy([0; 32]),
+            entropy,
             method: Method::POST,
             query: Query::default(),
             headers: http::HeaderMap::new(),
@@ -176,7 +188,7 @@ impl Registry {
         Transaction::new(&io, async move {
             maintenance::run(&cx)
                 .await
-                .unwrap_or_else(RegistryError::into_response)
+                .unwrap_or_else(|e| e.into_response_for(RequestId::from_entropy(&entropy)))
         })
     }
 }
@@ -193,17 +205,20 @@ fn finish_response(mut response: Response) -> Response {
 /// Answers one request: the token endpoint, or the route, behind the authentication gate
 /// when one is configured.
 async fn serve(cx: &mut Cx, path: &str) -> Response {
+    let request_id = RequestId::from_entropy(&cx.entropy);
     let auth = cx.config.auth.clone();
     if let Some(auth) = &auth
         && auth.is_token_endpoint(path)
     {
-        return gate::token_endpoint(cx, auth)
-            .await
-            .unwrap_or_else(gate::Refusal::into_response);
+        return match gate::token_endpoint(cx, auth).await {
+            Ok(response) => response,
+            Err(gate::Refusal::Other(error)) => error.into_response_for(request_id),
+            Err(refusal) => refusal.into_response(),
+        };
     }
     let route = match route::route(path).and_then(|route| check_method(cx, route)) {
         Ok(route) => route,
-        Err(error) => return error.into_response(),
+        Err(error) => return error.into_response_for(request_id),
     };
     let identity = match &auth {
         None => None,
@@ -218,7 +233,7 @@ async fn serve(cx: &mut Cx, path: &str) -> Response {
     };
     let mut response = dispatch(cx, route, &visible)
         .await
-        .unwrap_or_else(RegistryError::into_response);
+        .unwrap_or_else(|e| e.into_response_for(request_id));
     if let Some(identity) = identity {
         response.extensions_mut().insert(identity);
     }

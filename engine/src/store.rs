@@ -1,7 +1,9 @@
 //! Typed storage calls for the handlers: each issues one effect and interprets its outcome.
 //!
 //! An outcome that does not fit the effect (a runtime bug) and a backend failure both become a
-//! 500 naming the operation and key, so operators see which backend call went wrong.
+//! 500 ([`RegistryError::backend`]): the client is told which kind of operation failed, and the
+//! operation, key and the backend's own words travel to the runtime's log, never to the client
+//! (they may name an endpoint, a bucket, an upload id, a path or an OS error).
 
 use bytes::Bytes;
 

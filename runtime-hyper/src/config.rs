@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_engine::auth::{
     Actions, AuthConfig, Authenticator, Grant, SigningKey, TokenConfig, User, VerificationKey,
@@ -53,6 +54,17 @@ pub struct Settings {
     /// default path style (`https://ENDPOINT/BUCKET/KEY`, which R2 and local servers use).
     #[arg(long, env = "BERTH_S3_VIRTUAL_HOSTED_STYLE")]
     pub s3_virtual_hosted_style: bool,
+    /// Seconds an ordinary S3 request may take (records, listings, deletes), and the longest
+    /// wait for the next bytes of a blob streamed from S3 [default: 30].
+    #[arg(long, env = "BERTH_S3_TIMEOUT_SECS")]
+    pub s3_timeout_secs: Option<u64>,
+    /// Seconds uploading one part to S3 may take [default: 300].
+    #[arg(long, env = "BERTH_S3_PART_TIMEOUT_SECS")]
+    pub s3_part_timeout_secs: Option<u64>,
+    /// Seconds completing a multipart upload may take: S3 assembles the blob before it
+    /// answers, which for thousands of parts can take minutes [default: 900].
+    #[arg(long, env = "BERTH_S3_COMPLETE_TIMEOUT_SECS")]
+    pub s3_complete_timeout_secs: Option<u64>,
     /// Multipart part size in bytes (5 MiB to 5 GiB) [default: 16777216]. Memory per
     /// in-flight upload is one part; the largest blob is 10,000 parts.
     #[arg(long, env = "BERTH_PART_SIZE")]
@@ -564,6 +576,9 @@ struct FileSettings {
     s3_session_token: Option<String>,
     s3_allow_http: Option<bool>,
     s3_virtual_hosted_style: Option<bool>,
+    s3_timeout_secs: Option<u64>,
+    s3_part_timeout_secs: Option<u64>,
+    s3_complete_timeout_secs: Option<u64>,
     part_size: Option<u64>,
     max_manifest_size: Option<usize>,
     upload_expiry_secs: Option<u64>,
@@ -681,6 +696,26 @@ impl Settings {
                 allow_http: self.s3_allow_http || file.s3_allow_http.unwrap_or(false),
                 virtual_hosted_style: self.s3_virtual_hosted_style
                     || file.s3_virtual_hosted_style.unwrap_or(false),
+                timeouts: {
+                    let default = crate::storage::s3::S3Timeouts::default();
+                    let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+                        flag.or(file)
+                            .map_or(default, |secs| Duration::from_secs(secs.max(1)))
+                    };
+                    crate::storage::s3::S3Timeouts {
+                        request: secs(self.s3_timeout_secs, file.s3_timeout_secs, default.request),
+                        part: secs(
+                            self.s3_part_timeout_secs,
+                            file.s3_part_timeout_secs,
+                            default.part,
+                        ),
+                        complete: secs(
+                            self.s3_complete_timeout_secs,
+                            file.s3_complete_timeout_secs,
+                            default.complete,
+                        ),
+                    }
+                },
             },
             engine,
             maintenance_interval_secs: self
@@ -753,6 +788,29 @@ mod tests {
         assert_eq!(resolved.storage, "/from/file");
         assert_eq!(resolved.engine.part_size, 6 * 1024 * 1024);
         assert_eq!(resolved.engine.max_manifest_size, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn s3_timeouts_come_from_flags_then_the_file_then_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "s3_timeout_secs = 5\ns3_complete_timeout_secs = 1200\n",
+        )
+        .unwrap();
+        let settings = Settings {
+            config: Some(path),
+            s3_complete_timeout_secs: Some(3600),
+            ..Settings::default()
+        };
+        let timeouts = settings.resolve().unwrap().s3.timeouts;
+        assert_eq!(timeouts.request, Duration::from_secs(5));
+        assert_eq!(timeouts.part, Duration::from_secs(300));
+        assert_eq!(timeouts.complete, Duration::from_secs(3600));
+        let defaults = Settings::default().resolve().unwrap().s3.timeouts;
+        assert_eq!(defaults, crate::storage::s3::S3Timeouts::default());
+        assert_eq!(defaults.complete, Duration::from_secs(900));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_engine::auth::{AuthFailure, FailureReason, Identity};
 use berth_engine::{
-    Body, Effect, EffectId, Entropy, Next, Outcome, Registry, Transaction, UnixTime,
+    Body, Effect, EffectId, Entropy, FailureDetail, Next, Outcome, Registry, RegistryError,
+    RequestId, Transaction, UnixTime,
 };
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
@@ -320,6 +321,8 @@ impl Server {
         let uploading = matches!(route, "upload-start" | "upload") && method != http::Method::GET;
         let upload_gauge = uploading.then(|| UploadGauge::new(&self.metrics));
         let slow_auth = self.needs_slow_auth(&method, &path, &parts.headers);
+        let entropy = entropy();
+        let request_id = RequestId::from_entropy(&entropy);
         let driven = if head_size(&parts) > self.max_header_bytes {
             let refusal = berth_engine::RegistryError::new(
                 http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -333,7 +336,7 @@ impl Server {
         } else {
             let transaction = self
                 .registry
-                .begin(Request::from_parts(parts, ()), now(), entropy());
+                .begin(Request::from_parts(parts, ()), now(), entropy);
             let body = BodySource::Request(incoming, self.body_timeout);
             if method == http::Method::GET || method == http::Method::HEAD {
                 // Reads run on the connection's own task, which saves a task hand-off (a
@@ -356,15 +359,12 @@ impl Server {
         let (response, received) = match driven {
             Ok(result) => result,
             Err(e) => (
-                berth_engine::RegistryError::new(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    berth_engine::ErrorCode::Unknown,
-                    format!("the request's task failed: {e}"),
-                )
-                .into_response(),
+                RegistryError::internal("running the request", format!("its task failed: {e}"))
+                    .into_response_for(request_id),
                 0,
             ),
         };
+        log_failure(&response, &method, &path);
         let user = log_auth(&response, &method, &path);
         let (mut parts, body) = response.into_parts();
         let (body, streaming): (UnsyncBoxBody<Bytes, io::Error>, bool) = match body {
@@ -375,9 +375,9 @@ impl Server {
                     true,
                 ),
                 Err(e) => {
-                    tracing::error!(key, "opening a stored object failed: {e}");
-                    let error = berth_engine::RegistryError::backend("open", &key, &e.to_string())
-                        .into_response();
+                    let error = RegistryError::backend("open", &key, &e.to_string())
+                        .into_response_for(request_id);
+                    log_failure(&error, &method, &path);
                     let (error_parts, error_body) = error.into_parts();
                     parts = error_parts;
                     match error_body {
@@ -429,6 +429,7 @@ impl Server {
     pub async fn maintain(&self) -> (http::StatusCode, String) {
         let transaction = self.registry.maintain(now());
         let (response, _) = self.drive(transaction, BodySource::None, false).await;
+        log_failure(&response, &http::Method::POST, "(maintenance)");
         // A multipart upload untouched for twice the upload expiry belongs to no live upload:
         // the engine's own maintenance has removed every upload that old.
         let expiry = self.registry.config().upload_expiry_secs;
@@ -442,6 +443,22 @@ impl Server {
             _ => String::new(),
         };
         (status, text)
+    }
+}
+
+/// Logs what a 500's client is not told (see [`FailureDetail`]) under the request id its
+/// client is told.
+fn log_failure(response: &berth_engine::Response, method: &http::Method, path: &str) {
+    if let Some(detail) = response.extensions().get::<FailureDetail>() {
+        tracing::error!(
+            request_id = %detail.request_id,
+            %method,
+            path,
+            operation = detail.operation,
+            key = detail.key,
+            reason = detail.reason,
+            "request failed"
+        );
     }
 }
 

@@ -20,8 +20,8 @@ use std::pin::pin;
 use berth_engine::auth::{AuthFailure, FailureReason};
 use berth_engine::{
     Body as EngineBody, ByteRange as EngineRange, Condition as EngineCondition, Effect, EffectId,
-    Entropy, ErrorCode, Listing, Next, ObjectMeta, Outcome, Registry, RegistryError, Transaction,
-    UnixTime,
+    Entropy, ErrorCode, FailureDetail, Listing, Next, ObjectMeta, Outcome, Registry, RegistryError,
+    RequestId, Transaction, UnixTime,
 };
 use bytes::Bytes;
 use futures_util::future::{Either, LocalBoxFuture, select};
@@ -215,12 +215,13 @@ pub async fn serve(registry: &Registry, store: &Store, request: Request) -> Resp
     let is_head = head.method() == http::Method::HEAD;
     let method = head.method().clone();
     let path = head.uri().path().to_owned();
+    let request_id = RequestId::from_entropy(&entropy);
     let transaction = registry.begin(head, now(), entropy);
     let mut body = BodySource::of(&request);
     let response = drive(store, transaction, &mut body).await;
     body.drain(DRAIN_LIMIT).await;
     log_refusal(&response, &method, &path);
-    match respond(store, response, is_head).await {
+    match respond(store, response, is_head, request_id).await {
         Ok(response) => response,
         Err(e) => internal_error(&e),
     }
@@ -247,8 +248,16 @@ fn log_refusal(response: &berth_engine::Response, method: &http::Method, path: &
     }
 }
 
+/// Logs what a 500's client is not told (see [`FailureDetail`]) under the request id its client
+/// is told.
+fn log_failure(response: &berth_engine::Response) {
+    if let Some(detail) = response.extensions().get::<FailureDetail>() {
+        worker::console_error!("berth: request {} failed: {detail}", detail.request_id);
+    }
+}
+
 /// Runs a transaction to its end: executes its effects (storage ones concurrently, up to a
-/// bound; body reads in order) and returns its response.
+/// bound; body reads in order) and returns its response. The details of a 500 are logged here.
 pub async fn drive(
     store: &Store,
     mut transaction: Transaction,
@@ -313,14 +322,16 @@ pub async fn drive(
             worker::console_error!("berth: the engine refused an outcome: {e}");
         }
     }
-    response.unwrap_or_else(|| {
+    let response = response.unwrap_or_else(|| {
         RegistryError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unknown,
             "the engine ended a transaction without a response",
         )
         .into_response()
-    })
+    });
+    log_failure(&response);
+    response
 }
 
 /// Executes one storage effect against R2.
@@ -466,6 +477,7 @@ async fn respond(
     store: &Store,
     response: berth_engine::Response,
     is_head: bool,
+    request_id: RequestId,
 ) -> Result<Response, String> {
     let (parts, body) = response.into_parts();
     let status = parts.status.as_u16();
@@ -480,12 +492,11 @@ async fn respond(
             match store.open(&key, range.map(r2_range)).await.map_err(js)? {
                 Some(object) => r2::object_response(object, status, headers).map_err(js),
                 None => {
-                    worker::console_error!("berth: the stored object {key} is missing");
-                    Ok(engine_error(RegistryError::backend(
-                        "open",
-                        &key,
-                        "the stored object is missing",
-                    )))
+                    let error =
+                        RegistryError::backend("open", &key, "the stored object is missing")
+                            .into_response_for(request_id);
+                    log_failure(&error);
+                    Ok(engine_response(error))
                 }
             }
         }
@@ -524,7 +535,12 @@ fn worker_headers(map: &HeaderMap) -> Result<Headers, String> {
 
 /// An engine error response (always a `Body::Bytes` or empty body) as a Workers response.
 fn engine_error(error: RegistryError) -> Response {
-    let (parts, body) = error.into_response().into_parts();
+    engine_response(error.into_response())
+}
+
+/// A response the engine built from an error as a Workers response.
+fn engine_response(response: berth_engine::Response) -> Response {
+    let (parts, body) = response.into_parts();
     let headers = worker_headers(&parts.headers).unwrap_or_default();
     let builder = ResponseBuilder::new()
         .with_status(parts.status.as_u16())

@@ -6,23 +6,69 @@
 //! (`MultipartStore`, so any replica can continue an upload), ranged and streamed gets, and
 //! listing with an offset (S3's `start-after`) or a delimiter. It numbers parts by position,
 //! which the engine's dense part numbering matches.
+//!
+//! **Timeouts.** S3 requests differ by orders of magnitude in how long they may take: a record
+//! read takes milliseconds, a part upload moves up to a part size of bytes, and completing a
+//! multipart upload of many parts can take S3 minutes (it assembles the object before it
+//! answers). One client-wide timeout cannot fit them all (object_store's default of 30 s cut
+//! off a 384-part completion that the server went on to finish), so each kind of request has
+//! its own client and bound ([`S3Timeouts`]); a streamed blob has no bound on the whole,
+//! only on the wait between two reads.
+//!
+//! **Completing is idempotent.** When completing fails ambiguously (a timeout, a broken
+//! connection, a 5xx, or object_store's retry finding the upload id already consumed by the
+//! attempt whose answer was lost), the backend looks at the target key: the engine completes
+//! each multipart upload into a key of its own (`_data/<upload-id>/<writer>`) that nothing
+//! else ever writes, so an object there whose ETag is the one S3 gives an object assembled
+//! from exactly these parts (see [`assembled_from`]) *is* this completion, and it is reported
+//! as stored. The engine's `NotFound` (the upload is gone: start again) is reported only when
+//! the server says the upload id is unknown and no such object exists; anything else is a
+//! failure the client may retry.
 
 use std::borrow::Cow;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
+use berth_engine::config::{MAX_PART_SIZE, MIN_PART_SIZE};
 use berth_engine::{ByteRange, CompletedPart, Condition, Effect, Listing, ObjectMeta, Outcome};
 use futures_util::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    UpdateVersion,
+    ClientConfigKey, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, UpdateVersion,
 };
 
 use super::ObjectStream;
+
+/// How long one S3 request of each kind may take (connecting, sending and receiving the whole
+/// answer) before it is abandoned; object_store retries an abandoned request while its retry
+/// budget lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S3Timeouts {
+    /// Reading and writing records, listing, deleting, starting and aborting multipart
+    /// uploads; also the longest wait for the next bytes of a streamed blob.
+    pub request: Duration,
+    /// Uploading one part (up to `--part-size` bytes).
+    pub part: Duration,
+    /// Completing a multipart upload: S3 answers once it has assembled the object, which for
+    /// thousands of parts can take minutes.
+    pub complete: Duration,
+}
+
+impl Default for S3Timeouts {
+    fn default() -> S3Timeouts {
+        S3Timeouts {
+            request: Duration::from_secs(30),
+            part: Duration::from_secs(300),
+            complete: Duration::from_secs(900),
+        }
+    }
+}
 
 /// Where and how to reach the bucket; unset fields come from the usual AWS environment
 /// variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`).
@@ -37,13 +83,38 @@ pub struct S3Options {
     pub allow_http: bool,
     /// Address the bucket as `https://<bucket>.<endpoint>` instead of `<endpoint>/<bucket>`.
     pub virtual_hosted_style: bool,
+    pub timeouts: S3Timeouts,
 }
 
+/// One bucket, reached through one S3 client per kind of request (see [`S3Timeouts`]).
 pub struct S3Backend {
+    /// Records, listings, deletes, creating and aborting multipart uploads.
     store: Arc<AmazonS3>,
+    /// Part uploads.
+    parts: Arc<AmazonS3>,
+    /// Completions of multipart uploads.
+    completions: Arc<AmazonS3>,
+    /// Blob bodies streamed to clients: no bound on the whole, a bound between two reads.
+    streams: Arc<AmazonS3>,
     /// Key prefix inside the bucket, empty or ending with `/`.
     prefix: String,
     bucket: String,
+}
+
+/// The HTTP client settings object_store reads from `AWS_*` variables (`AWS_PROXY_URL`,
+/// `AWS_ALLOW_INVALID_CERTIFICATES`, …), as `AmazonS3Builder::from_env` applies them, so that
+/// giving each client its own timeouts keeps them.
+fn client_options_from_env() -> ClientOptions {
+    let mut options = ClientOptions::new();
+    for (name, value) in std::env::vars() {
+        let name = name.to_ascii_lowercase();
+        if let Some(key) = name.strip_prefix("aws_")
+            && let Ok(key) = key.parse::<ClientConfigKey>()
+        {
+            options = options.with_config(key, value);
+        }
+    }
+    options
 }
 
 fn failed(context: &str, error: impl std::fmt::Display) -> Outcome {
@@ -67,7 +138,6 @@ impl S3Backend {
         };
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
-            .with_allow_http(options.allow_http)
             .with_virtual_hosted_style_request(options.virtual_hosted_style);
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
@@ -84,9 +154,26 @@ impl S3Backend {
         if let Some(token) = &options.session_token {
             builder = builder.with_token(token);
         }
-        let store = builder.build().map_err(io::Error::other)?;
+        let client = client_options_from_env();
+        let timeouts = options.timeouts;
+        let build = |client: ClientOptions| -> io::Result<Arc<AmazonS3>> {
+            let store = builder
+                .clone()
+                .with_client_options(client)
+                .with_allow_http(options.allow_http)
+                .build()
+                .map_err(io::Error::other)?;
+            Ok(Arc::new(store))
+        };
         let backend = S3Backend {
-            store: Arc::new(store),
+            store: build(client.clone().with_timeout(timeouts.request))?,
+            parts: build(client.clone().with_timeout(timeouts.part))?,
+            completions: build(client.clone().with_timeout(timeouts.complete))?,
+            streams: build(
+                client
+                    .with_timeout_disabled()
+                    .with_read_timeout(timeouts.request),
+            )?,
             prefix,
             bucket: bucket.to_owned(),
         };
@@ -252,7 +339,7 @@ impl S3Backend {
                     return Outcome::Failed("part numbers start at 1".into());
                 };
                 match self
-                    .store
+                    .parts
                     .put_part(&path, &upload_id, index, PutPayload::from(body))
                     .await
                 {
@@ -384,20 +471,68 @@ impl S3Backend {
             );
         }
         let ids = parts
-            .into_iter()
-            .map(|p| PartId { content_id: p.etag })
+            .iter()
+            .map(|p| PartId {
+                content_id: p.etag.clone(),
+            })
             .collect();
         match self
-            .store
+            .completions
             .complete_multipart(&path, &upload_id.to_owned(), ids)
             .await
         {
             Ok(result) => Outcome::Stored {
                 etag: result.e_tag.unwrap_or_default(),
             },
-            Err(object_store::Error::NotFound { .. }) => Outcome::NotFound,
-            Err(e) => failed(key, e),
+            Err(error) => {
+                self.after_failed_completion(key, &path, &parts, error)
+                    .await
+            }
         }
+    }
+
+    /// Completing failed, perhaps only in appearance: the server may have assembled the object
+    /// and the answer been lost (or come after the timeout), and then a retry finds the upload
+    /// id consumed. Whether it did is decided by the object at the target key (see the module
+    /// docs): it is reported as stored when it was assembled from exactly these parts.
+    async fn after_failed_completion(
+        &self,
+        key: &str,
+        path: &Path,
+        parts: &[CompletedPart],
+        error: object_store::Error,
+    ) -> Outcome {
+        let upload_unknown = names_an_unknown_upload(&error);
+        let mismatch = match self.store.head(path).await {
+            Ok(meta) => {
+                let etag = meta.e_tag.unwrap_or_default();
+                match assembled_from(parts, meta.size, &etag) {
+                    Ok(()) => {
+                        tracing::warn!(
+                            key,
+                            parts = parts.len(),
+                            size = meta.size,
+                            "completing a multipart upload seemed to fail ({error}), but the \
+                             object it creates exists, assembled from its parts: it succeeded"
+                        );
+                        return Outcome::Stored { etag };
+                    }
+                    Err(mismatch) => mismatch,
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => "no object exists at its key".to_owned(),
+            Err(head) => {
+                return failed(
+                    key,
+                    format!("{error}; looking for the object it creates failed too: {head}"),
+                );
+            }
+        };
+        if upload_unknown {
+            tracing::warn!(key, "the multipart upload is gone ({error}) and {mismatch}");
+            return Outcome::NotFound;
+        }
+        failed(key, format!("{error} (and {mismatch})"))
     }
 
     pub async fn open_stream(
@@ -411,10 +546,170 @@ impl S3Backend {
             ..Default::default()
         };
         let result = self
-            .store
+            .streams
             .get_opts(&path, options)
             .await
             .map_err(io::Error::other)?;
         Ok(result.into_stream().map_err(io::Error::other).boxed())
+    }
+}
+
+/// Whether the server said that the multipart upload id is unknown: S3's `404 NoSuchUpload`.
+/// (Some servers, s3s-fs among them, answer `403 AccessDenied` instead, which cannot be told
+/// from a real refusal; for those a vanished upload stays a failure until it expires.)
+fn names_an_unknown_upload(error: &object_store::Error) -> bool {
+    matches!(error, object_store::Error::NotFound { .. })
+        || error.to_string().contains("NoSuchUpload")
+}
+
+/// Whether an object of `size` bytes with `etag` is the one completing a multipart upload of
+/// `parts` creates; if not, why not.
+///
+/// The proof is the ETag: S3, R2 (for uploads created since June 2023), MinIO and s3s-fs give
+/// a multipart object the MD5 of its parts' binary MD5s (their ETags), then `-` and the number
+/// of parts, so two objects with that ETag were assembled from the same parts, in the same
+/// order. The size must also be one such parts can add up to. A server with another ETag
+/// scheme gets no proof, and the completion stays failed: the client may retry, which is safe,
+/// while taking a stranger's object for this upload's would publish wrong bytes.
+fn assembled_from(parts: &[CompletedPart], size: u64, etag: &str) -> Result<(), String> {
+    let count = parts.len() as u64;
+    if count == 0 {
+        return Err("a multipart upload of no parts".into());
+    }
+    let smallest = (count - 1) * MIN_PART_SIZE;
+    let largest = count * MAX_PART_SIZE;
+    if size < smallest || size > largest {
+        return Err(format!(
+            "the object at its key has {size} bytes, which {count} parts cannot add up to"
+        ));
+    }
+    let mut md5_of_md5s = Md5::new();
+    for part in parts {
+        let Some(md5) = md5_of(&part.etag) else {
+            return Err(format!(
+                "part {} has the ETag {:?}, not an MD5, so no object can be matched to the parts",
+                part.part_number, part.etag
+            ));
+        };
+        md5_of_md5s.update(md5);
+    }
+    let expected = format!("{}-{count}", to_hex(&md5_of_md5s.finalize()));
+    if !unquote(etag).eq_ignore_ascii_case(&expected) {
+        return Err(format!(
+            "the object at its key has the ETag {etag:?}, not {expected:?} as assembled from the parts"
+        ));
+    }
+    Ok(())
+}
+
+/// An ETag without its quotes (and weak marker).
+fn unquote(etag: &str) -> &str {
+    etag.trim_start_matches("W/").trim_matches('"')
+}
+
+/// The 16 bytes of an ETag that is an MD5 in hex, as S3's part ETags are.
+fn md5_of(etag: &str) -> Option<[u8; 16]> {
+    let text = unquote(etag).as_bytes();
+    if text.len() != 32 {
+        return None;
+    }
+    let mut md5 = [0u8; 16];
+    for (byte, pair) in md5.iter_mut().zip(text.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(md5)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn part(number: u32, bytes: &[u8]) -> CompletedPart {
+        CompletedPart {
+            part_number: number,
+            etag: format!("\"{}\"", to_hex(&Md5::digest(bytes))),
+        }
+    }
+
+    /// R2's documented example: parts with these ETags make an object with this one.
+    #[test]
+    fn the_etag_of_an_object_assembled_from_parts_is_recognized() {
+        let parts = [
+            CompletedPart {
+                part_number: 1,
+                etag: "bce6bf66aeb76c7040fdd5f4eccb78e6".into(),
+            },
+            CompletedPart {
+                part_number: 2,
+                etag: "\"8165449fc15bbf43d3b674595cbcc406\"".into(),
+            },
+        ];
+        let size = 5 * MIB + 100;
+        assert_eq!(
+            assembled_from(&parts, size, "\"f77dc0eecdebcd774a2a22cb393ad2ff-2\""),
+            Ok(())
+        );
+        assert_eq!(
+            assembled_from(&parts, size, "F77DC0EECDEBCD774A2A22CB393AD2FF-2"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_object_from_other_parts_or_of_an_impossible_size_is_not_this_completion() {
+        let parts = [part(1, b"first"), part(2, b"second"), part(3, b"third")];
+        let etag = |parts: &[CompletedPart]| {
+            let mut md5 = Md5::new();
+            for p in parts {
+                md5.update(md5_of(&p.etag).unwrap());
+            }
+            format!("\"{}-{}\"", to_hex(&md5.finalize()), parts.len())
+        };
+        let size = 10 * MIB + 1;
+        assert_eq!(assembled_from(&parts, size, &etag(&parts)), Ok(()));
+        // A completion of the first two parts only (another request's, with fewer parts).
+        assert!(assembled_from(&parts, size, &etag(&parts[..2])).is_err());
+        // The same parts with another last part.
+        let other = [part(1, b"first"), part(2, b"second"), part(3, b"other")];
+        assert!(assembled_from(&parts, size, &etag(&other)).is_err());
+        // Sizes three parts cannot have: under two full parts, over three of 5 GiB.
+        assert!(assembled_from(&parts, 10 * MIB - 1, &etag(&parts)).is_err());
+        assert!(assembled_from(&parts, 15 * 1024 * MIB + 1, &etag(&parts)).is_err());
+        // An ETag scheme that is not S3's proves nothing.
+        assert!(assembled_from(&parts, size, "\"0123\"").is_err());
+        let opaque = [CompletedPart {
+            part_number: 1,
+            etag: "\"v1\"".into(),
+        }];
+        assert!(assembled_from(&opaque, 1, "\"v1\"").is_err());
+        assert!(assembled_from(&[], 0, "\"\"").is_err());
+    }
+
+    #[test]
+    fn only_a_404_or_no_such_upload_says_the_upload_is_gone() {
+        let error = |status: &str| object_store::Error::Generic {
+            store: "S3",
+            source: status.into(),
+        };
+        assert!(names_an_unknown_upload(&object_store::Error::NotFound {
+            path: "k".into(),
+            source: "404".into(),
+        }));
+        assert!(names_an_unknown_upload(&error(
+            "<Error><Code>NoSuchUpload</Code></Error>"
+        )));
+        assert!(!names_an_unknown_upload(
+            &object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: "403 AccessDenied".into(),
+            }
+        ));
+        assert!(!names_an_unknown_upload(&error("timed out")));
     }
 }
