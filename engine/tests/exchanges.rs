@@ -729,3 +729,48 @@ fn deleting_a_manifest_with_40_tags_reads_them_concurrently_and_untags_all() {
         assert_eq!(r.body().as_ref(), br#"{"name":"app","tags":[]}"#);
     }
 }
+
+#[test]
+fn a_content_range_longer_than_its_complete_length_is_refused() {
+    let mut d = driver();
+    let post = d.send(berth_engine::testing::request(
+        "POST",
+        "/v2/r/blobs/uploads/",
+        &[],
+        vec![],
+    ));
+    let url = location(&post);
+    let mut t = exchange(
+        &mut d,
+        "PATCH",
+        &url,
+        &[("content-range", "bytes 0-4/3")],
+        b"01234",
+    );
+    t += &exchange(&mut d, "GET", &url, &[], b"");
+    t += &exchange(
+        &mut d,
+        "PATCH",
+        &url,
+        &[("content-range", "bytes 0-4/5")],
+        b"01234",
+    );
+    assert_snapshot!(t);
+}
+
+#[test]
+fn range_positions_of_twenty_digits_are_416_or_206_not_ignored() {
+    let mut d = driver();
+    let digest = push_blob(&mut d, "r", b"0123456789");
+    let uri = format!("/v2/r/blobs/{digest}");
+    let huge = "99999999999999999999";
+    let mut t = String::new();
+    for range in [
+        format!("bytes={huge}-"),
+        format!("bytes=-{huge}"),
+        format!("bytes=4-{huge}"),
+    ] {
+        t += &exchange(&mut d, "GET", &uri, &[("range", &range)], b"");
+    }
+    assert_snapshot!(t);
+}
