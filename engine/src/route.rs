@@ -104,7 +104,10 @@ fn parse_name(segments: &[&str]) -> Result<String> {
     } else {
         Err(RegistryError::name_invalid(format!(
             "invalid repository name {name:?}: names are lowercase path components \
-             [a-z0-9]+ joined by '.', '_', '__' or '-', separated by '/', at most 255 characters"
+             [a-z0-9]+ joined by '.', '_', '__' or '-', separated by '/', at most {} characters \
+             and at most {} in each component",
+            names::MAX_NAME_LEN,
+            names::MAX_COMPONENT_LEN
         )))
     }
 }

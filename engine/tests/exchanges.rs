@@ -774,3 +774,27 @@ fn range_positions_of_twenty_digits_are_416_or_206_not_ignored() {
     }
     assert_snapshot!(t);
 }
+
+#[test]
+fn repository_name_components_above_250_characters_are_refused_before_anything_is_written() {
+    let mut d = driver();
+    let long = "a".repeat(251);
+    let digest = sha256(b"blob");
+    let mut t = exchange(
+        &mut d,
+        "POST",
+        &format!("/v2/{long}/blobs/uploads/?digest={digest}"),
+        &[],
+        b"blob",
+    );
+    t += &exchange(&mut d, "GET", &format!("/v2/x/{long}/tags/list"), &[], b"");
+    assert_snapshot!(t);
+    assert_eq!(d.store.keys().count(), 0, "nothing was written");
+    // The longest names that are accepted: 255 characters, components of up to 250.
+    for name in [
+        format!("{}/{}", "a".repeat(250), "b".repeat(4)),
+        format!("{}/{}", "b".repeat(4), "a".repeat(250)),
+    ] {
+        push_image(&mut d, &name, "v1", b"layer", "");
+    }
+}
