@@ -79,7 +79,21 @@ async fn resolve(cx: &Cx, name: &str, reference: &Reference) -> Result<Digest> {
         Reference::Tag(tag) => resolve_tag(cx, name, tag)
             .await?
             .ok_or_else(|| RegistryError::manifest_unknown(reference)),
+        Reference::Invalid(text) => Err(unknown_invalid_reference(text)),
     }
+}
+
+/// The 404 for a GET, HEAD or DELETE by a reference that is neither a tag nor a digest: no
+/// manifest can exist under it (see [`Reference::Invalid`]).
+fn unknown_invalid_reference(text: &str) -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::ManifestUnknown,
+        format!(
+            "manifest {text:?} unknown to registry: it is neither a digest nor a tag \
+             ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}), so no manifest can be stored under it"
+        ),
+    )
 }
 
 /// GET or HEAD.
@@ -145,6 +159,9 @@ pub(crate) struct ReferrerDescriptor<'a> {
 
 /// PUT: validate, store, then tag and index.
 pub(crate) async fn write(cx: &Cx, name: &str, reference: &Reference) -> Result<Response> {
+    if let Some(refusal) = reference.refusal() {
+        return Err(refusal);
+    }
     let mut tags: Vec<String> = Vec::new();
     if let Reference::Tag(tag) = reference {
         tags.push(tag.clone());
@@ -170,7 +187,7 @@ pub(crate) async fn write(cx: &Cx, name: &str, reference: &Reference) -> Result<
     let bytes = read_capped_body(cx, cx.config.max_manifest_size).await?;
     let algorithm = match reference {
         Reference::Digest(d) => d.algorithm(),
-        Reference::Tag(_) => Algorithm::Sha256,
+        Reference::Tag(_) | Reference::Invalid(_) => Algorithm::Sha256,
     };
     let digest = Digest::of(algorithm, &bytes);
     if let Reference::Digest(expected) = reference
@@ -291,6 +308,7 @@ pub(crate) async fn delete(cx: &Cx, name: &str, reference: &Reference) -> Result
             return Ok(accepted());
         }
         Reference::Digest(digest) => digest,
+        Reference::Invalid(text) => return Err(unknown_invalid_reference(text)),
     };
     let Some(stored) = read_stored(cx, name, digest).await? else {
         return Err(RegistryError::manifest_unknown(reference));

@@ -798,3 +798,38 @@ fn repository_name_components_above_250_characters_are_refused_before_anything_i
         push_image(&mut d, &name, "v1", b"layer", "");
     }
 }
+
+/// `.INVALID_MANIFEST_NAME` is the official conformance suite's; the others are a tag
+/// starting with `-`, a tag of 129 characters, a malformed digest and an unsupported one.
+const INVALID_REFERENCES: [&str; 5] = [
+    ".INVALID_MANIFEST_NAME",
+    "-bad",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "sha256:zz",
+    "md5:d41d8cd98f00b204e9800998ecf8427e",
+];
+
+#[test]
+fn manifest_references_that_are_neither_tag_nor_digest_are_unknown_but_cannot_be_pushed() {
+    assert_eq!(INVALID_REFERENCES[2].len(), 129);
+    let mut d = driver();
+    push_image(&mut d, "app", "v1", b"layer", "");
+    let manifest = image_manifest(&[(&sha256(b"layer"), 5)], "");
+    let mut t = String::new();
+    for reference in INVALID_REFERENCES {
+        let uri = format!("/v2/app/manifests/{reference}");
+        t += &exchange(&mut d, "GET", &uri, &[], b"");
+        t += &exchange(&mut d, "HEAD", &uri, &[], b"");
+        t += &exchange(&mut d, "DELETE", &uri, &[], b"");
+        t += &exchange(
+            &mut d,
+            "PUT",
+            &uri,
+            &[("content-type", OCI_MANIFEST)],
+            manifest.as_bytes(),
+        );
+    }
+    // In a repository that does not exist, the same.
+    t += &exchange(&mut d, "GET", "/v2/nowhere/manifests/-bad", &[], b"");
+    assert_snapshot!(t);
+}
