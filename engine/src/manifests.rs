@@ -18,7 +18,7 @@ use crate::layout;
 use crate::manifest::{self, Manifest, ManifestKind};
 use crate::names;
 use crate::publish::{ensure_in_catalog, read_link};
-use crate::response::{Body, Response};
+use crate::response::{Body, ByteRange, Response};
 use crate::route::Reference;
 
 /// Most `?tag=` parameters one PUT may carry (the spec asks for at least 10).
@@ -125,23 +125,53 @@ fn too_large(limit: usize) -> RegistryError {
     )
 }
 
-/// Reads the request body whole, refusing more than `limit` bytes.
+/// Reads the request body whole, refusing more than `limit` bytes. A body that ends before
+/// its `Content-Length` (the client stopped sending, or the runtime gave up waiting) is the
+/// manifest's failure, not an upload's: `SIZE_INVALID` when a length was declared ("provided
+/// length did not match content length"), else `MANIFEST_INVALID`.
 async fn read_capped_body(cx: &Cx, limit: usize) -> Result<Bytes> {
-    if let Some(length) = cx
+    let declared = cx
         .header(header::CONTENT_LENGTH)
-        .and_then(|l| l.parse::<u64>().ok())
-        && length > limit as u64
-    {
+        .and_then(|l| l.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large(limit));
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = cx.store.read_body().await? {
+    loop {
+        let chunk = match cx.store.read_body().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(short_body(declared, body.len(), Some(&e.message))),
+        };
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
+    if declared.is_some_and(|length| length != body.len() as u64) {
+        return Err(short_body(declared, body.len(), None));
+    }
     Ok(body.freeze())
+}
+
+/// The body ended (`broke_off`: failed, with the reason) after `received` bytes.
+fn short_body(declared: Option<u64>, received: usize, broke_off: Option<&str>) -> RegistryError {
+    let message = match (declared, broke_off) {
+        (Some(length), None) => {
+            format!("the manifest body has {received} bytes but its Content-Length is {length}")
+        }
+        (Some(length), Some(why)) => {
+            format!("the manifest body broke off after {received} of its {length} bytes ({why})")
+        }
+        (None, why) => format!(
+            "the manifest body broke off after {received} bytes ({})",
+            why.unwrap_or("no reason given")
+        ),
+    };
+    match declared {
+        Some(_) => RegistryError::new(StatusCode::BAD_REQUEST, ErrorCode::SizeInvalid, message),
+        None => RegistryError::manifest_invalid(message),
+    }
 }
 
 /// The descriptor the referrers API lists for a manifest.
@@ -280,19 +310,49 @@ async fn check_references(cx: &Cx, name: &str, manifest: &Manifest) -> Result<()
         }
         ManifestKind::Index => {
             try_join_all(manifest.references.iter().map(|descriptor| async move {
-                match cx
-                    .store
-                    .head(&layout::manifest(name, &descriptor.digest))
-                    .await?
-                {
-                    Some(_) => Ok(()),
-                    None => Err(unknown("manifest", &descriptor.digest)),
+                let Some(size) = stored_manifest_size(cx, name, &descriptor.digest).await? else {
+                    return Err(unknown("manifest", &descriptor.digest));
+                };
+                if size != descriptor.size {
+                    return Err(RegistryError::manifest_invalid(format!(
+                        "descriptor of {} says {} bytes but the manifest has {size}",
+                        descriptor.digest, descriptor.size
+                    )));
                 }
+                Ok(())
             }))
             .await?;
         }
     }
     Ok(())
+}
+
+/// Room for the media type line of any stored manifest: the longest media type berth accepts
+/// ([`manifest::DOCKER_MANIFEST_LIST`]) and its newline.
+const MEDIA_TYPE_LINE_MAX: u64 = 64;
+const _: () = assert!(manifest::DOCKER_MANIFEST_LIST.len() < MEDIA_TYPE_LINE_MAX as usize);
+
+/// The size of the manifest stored under `digest`, if there is one, read from its first bytes
+/// only: an index may list thousands of manifests of up to `max_manifest_size` each, and its
+/// check must not read them whole. Every stored manifest is longer than the range read (its
+/// media type line and at least `{"schemaVersion":2,"manifests":[]}`).
+async fn stored_manifest_size(cx: &Cx, name: &str, digest: &Digest) -> Result<Option<u64>> {
+    let key = layout::manifest(name, digest);
+    let first_line = ByteRange {
+        first: 0,
+        last: MEDIA_TYPE_LINE_MAX - 1,
+    };
+    let Some((meta, head)) = cx.store.get_range(&key, Some(first_line)).await? else {
+        return Ok(None);
+    };
+    let Some(newline) = head.iter().position(|&b| b == b'\n') else {
+        return Err(RegistryError::backend(
+            "get",
+            &key,
+            "stored manifest has no media type line",
+        ));
+    };
+    Ok(Some(meta.size.saturating_sub(newline as u64 + 1)))
 }
 
 /// DELETE: a tag removes the tag; a digest removes the manifest, its referrer entry and the
