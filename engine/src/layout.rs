@@ -40,7 +40,12 @@
 //!   [`crate::names`]); no name component may start with `_`, so names never collide with
 //!   berth's own keys, and `..` or `%` never reach storage.
 //! - Keys stay short: S3 and R2 allow 1024 bytes, but some S3 servers keep per-object files
-//!   named after the whole key (s3s-fs, used in CI, fails above about 167 bytes).
+//!   named after the whole key (s3s-fs, used in CI, fails above about 167 bytes). The longest
+//!   key is a referrer entry of a 255-character name with sha512 digests,
+//!   `repositories/<255>/_refs/sha512/<128>/sha512-<128>`: 546 bytes, plus an S3 prefix. Each
+//!   key segment is at most 250 bytes (a name component: [`crate::names::MAX_COMPONENT_LEN`];
+//!   a tag: 128; a hex digest: 128), which the directory backend needs, since it stores every
+//!   segment as a file or directory name.
 //! - Keys sort in byte order within a prefix, which is the order the spec wants for tags
 //!   (Go's `sort.Strings`) and the order `_catalog` pages in.
 

@@ -18,7 +18,7 @@ use crate::layout;
 use crate::manifest::{self, Manifest, ManifestKind};
 use crate::names;
 use crate::publish::{ensure_in_catalog, read_blob};
-use crate::response::{Body, Response};
+use crate::response::{Body, ByteRange, Response};
 use crate::route::Reference;
 
 /// Most `?tag=` parameters one PUT may carry (the spec asks for at least 10).
@@ -79,7 +79,21 @@ async fn resolve(cx: &Cx, name: &str, reference: &Reference) -> Result<Digest> {
         Reference::Tag(tag) => resolve_tag(cx, name, tag)
             .await?
             .ok_or_else(|| RegistryError::manifest_unknown(reference)),
+        Reference::Invalid(text) => Err(unknown_invalid_reference(text)),
     }
+}
+
+/// The 404 for a GET, HEAD or DELETE by a reference that is neither a tag nor a digest: no
+/// manifest can exist under it (see [`Reference::Invalid`]).
+fn unknown_invalid_reference(text: &str) -> RegistryError {
+    RegistryError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::ManifestUnknown,
+        format!(
+            "manifest {text:?} unknown to registry: it is neither a digest nor a tag \
+             ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}), so no manifest can be stored under it"
+        ),
+    )
 }
 
 /// GET or HEAD.
@@ -111,23 +125,53 @@ fn too_large(limit: usize) -> RegistryError {
     )
 }
 
-/// Reads the request body whole, refusing more than `limit` bytes.
+/// Reads the request body whole, refusing more than `limit` bytes. A body that ends before
+/// its `Content-Length` (the client stopped sending, or the runtime gave up waiting) is the
+/// manifest's failure, not an upload's: `SIZE_INVALID` when a length was declared ("provided
+/// length did not match content length"), else `MANIFEST_INVALID`.
 async fn read_capped_body(cx: &Cx, limit: usize) -> Result<Bytes> {
-    if let Some(length) = cx
+    let declared = cx
         .header(header::CONTENT_LENGTH)
-        .and_then(|l| l.parse::<u64>().ok())
-        && length > limit as u64
-    {
+        .and_then(|l| l.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large(limit));
     }
     let mut body = BytesMut::new();
-    while let Some(chunk) = cx.store.read_body().await? {
+    loop {
+        let chunk = match cx.store.read_body().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(short_body(declared, body.len(), Some(&e.message))),
+        };
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
+    if declared.is_some_and(|length| length != body.len() as u64) {
+        return Err(short_body(declared, body.len(), None));
+    }
     Ok(body.freeze())
+}
+
+/// The body ended (`broke_off`: failed, with the reason) after `received` bytes.
+fn short_body(declared: Option<u64>, received: usize, broke_off: Option<&str>) -> RegistryError {
+    let message = match (declared, broke_off) {
+        (Some(length), None) => {
+            format!("the manifest body has {received} bytes but its Content-Length is {length}")
+        }
+        (Some(length), Some(why)) => {
+            format!("the manifest body broke off after {received} of its {length} bytes ({why})")
+        }
+        (None, why) => format!(
+            "the manifest body broke off after {received} bytes ({})",
+            why.unwrap_or("no reason given")
+        ),
+    };
+    match declared {
+        Some(_) => RegistryError::new(StatusCode::BAD_REQUEST, ErrorCode::SizeInvalid, message),
+        None => RegistryError::manifest_invalid(message),
+    }
 }
 
 /// The descriptor the referrers API lists for a manifest.
@@ -145,6 +189,9 @@ pub(crate) struct ReferrerDescriptor<'a> {
 
 /// PUT: validate, store, then tag and index.
 pub(crate) async fn write(cx: &Cx, name: &str, reference: &Reference) -> Result<Response> {
+    if let Some(refusal) = reference.refusal() {
+        return Err(refusal);
+    }
     let mut tags: Vec<String> = Vec::new();
     if let Reference::Tag(tag) = reference {
         tags.push(tag.clone());
@@ -170,7 +217,7 @@ pub(crate) async fn write(cx: &Cx, name: &str, reference: &Reference) -> Result<
     let bytes = read_capped_body(cx, cx.config.max_manifest_size).await?;
     let algorithm = match reference {
         Reference::Digest(d) => d.algorithm(),
-        Reference::Tag(_) => Algorithm::Sha256,
+        Reference::Tag(_) | Reference::Invalid(_) => Algorithm::Sha256,
     };
     let digest = Digest::of(algorithm, &bytes);
     if let Reference::Digest(expected) = reference
@@ -263,19 +310,49 @@ async fn check_references(cx: &Cx, name: &str, manifest: &Manifest) -> Result<()
         }
         ManifestKind::Index => {
             try_join_all(manifest.references.iter().map(|descriptor| async move {
-                match cx
-                    .store
-                    .head(&layout::manifest(name, &descriptor.digest))
-                    .await?
-                {
-                    Some(_) => Ok(()),
-                    None => Err(unknown("manifest", &descriptor.digest)),
+                let Some(size) = stored_manifest_size(cx, name, &descriptor.digest).await? else {
+                    return Err(unknown("manifest", &descriptor.digest));
+                };
+                if size != descriptor.size {
+                    return Err(RegistryError::manifest_invalid(format!(
+                        "descriptor of {} says {} bytes but the manifest has {size}",
+                        descriptor.digest, descriptor.size
+                    )));
                 }
+                Ok(())
             }))
             .await?;
         }
     }
     Ok(())
+}
+
+/// Room for the media type line of any stored manifest: the longest media type berth accepts
+/// ([`manifest::DOCKER_MANIFEST_LIST`]) and its newline.
+const MEDIA_TYPE_LINE_MAX: u64 = 64;
+const _: () = assert!(manifest::DOCKER_MANIFEST_LIST.len() < MEDIA_TYPE_LINE_MAX as usize);
+
+/// The size of the manifest stored under `digest`, if there is one, read from its first bytes
+/// only: an index may list thousands of manifests of up to `max_manifest_size` each, and its
+/// check must not read them whole. Every stored manifest is longer than the range read (its
+/// media type line and at least `{"schemaVersion":2,"manifests":[]}`).
+async fn stored_manifest_size(cx: &Cx, name: &str, digest: &Digest) -> Result<Option<u64>> {
+    let key = layout::manifest(name, digest);
+    let first_line = ByteRange {
+        first: 0,
+        last: MEDIA_TYPE_LINE_MAX - 1,
+    };
+    let Some((meta, head)) = cx.store.get_range(&key, Some(first_line)).await? else {
+        return Ok(None);
+    };
+    let Some(newline) = head.iter().position(|&b| b == b'\n') else {
+        return Err(RegistryError::backend(
+            "get",
+            &key,
+            "stored manifest has no media type line",
+        ));
+    };
+    Ok(Some(meta.size.saturating_sub(newline as u64 + 1)))
 }
 
 /// DELETE: a tag removes the tag; a digest removes the manifest, its referrer entry and the
@@ -291,6 +368,7 @@ pub(crate) async fn delete(cx: &Cx, name: &str, reference: &Reference) -> Result
             return Ok(accepted());
         }
         Reference::Digest(digest) => digest,
+        Reference::Invalid(text) => return Err(unknown_invalid_reference(text)),
     };
     let Some(stored) = read_stored(cx, name, digest).await? else {
         return Err(RegistryError::manifest_unknown(reference));

@@ -11,12 +11,34 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest tag the spec's grammar allows (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`).
 pub const MAX_TAG_LEN: usize = 128;
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`
+/// Longest path component of a repository name (the text between two `/`), berth's own limit
+/// below the spec's grammar, which sets none. A name component is a segment of storage keys
+/// (`_catalog/<name>`, `repositories/<name>/…`), and the directory backend stores each key
+/// segment as a file or directory name: filesystems allow 255 bytes per name, an object's
+/// file is its last segment plus `@`, and the backend refuses segments above 250 bytes (it
+/// checks this constant at compile time). A name that routing accepts must be storable on every
+/// backend, so the limit is here, the same for all of them, and a longer component gets 400
+/// `NAME_INVALID` before anything is written, rather than a 500 from one backend after a blob
+/// pointer was already published. What this refuses is only names with a component of
+/// 251–255 characters, which most clients cannot address anyway: they count the registry's
+/// host name and a `/` into their 255-character limit (the spec's implementers' note), so
+/// `localhost:5000/` leaves a name 240.
+///
+/// With this, the longest key berth writes is a referrer entry of a 255-character name with
+/// sha512 digests: `repositories/<255>/_refs/sha512/<128 hex>/sha512-<128 hex>`, 546 bytes
+/// (plus an S3 prefix): within the 1024 bytes S3 and R2 allow.
+pub const MAX_COMPONENT_LEN: usize = 250;
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, at most
+/// [`MAX_NAME_LEN`] characters and [`MAX_COMPONENT_LEN`] per component.
 pub fn is_valid_repository_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_NAME_LEN && name.split('/').all(is_valid_path_component)
 }
 
 fn is_valid_path_component(component: &str) -> bool {
+    if component.len() > MAX_COMPONENT_LEN {
+        return false;
+    }
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let mut i = 0;
@@ -105,7 +127,20 @@ mod tests {
             assert!(!is_valid_repository_name(bad), "{bad}");
         }
         assert!(!is_valid_repository_name(&"a".repeat(256)));
-        assert!(is_valid_repository_name(&"a".repeat(255)));
+        assert!(is_valid_repository_name(&"a".repeat(250)));
+        assert!(!is_valid_repository_name(&"a".repeat(251)));
+        assert!(!is_valid_repository_name(&format!("x/{}", "a".repeat(251))));
+        // The longest names: 255 characters, no component above 250.
+        assert!(is_valid_repository_name(&format!(
+            "{}/{}",
+            "a".repeat(250),
+            "b".repeat(4)
+        )));
+        assert!(is_valid_repository_name(&format!(
+            "{}/{}",
+            "a".repeat(4),
+            "b".repeat(250)
+        )));
     }
 
     #[test]

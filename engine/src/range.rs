@@ -4,27 +4,45 @@ use crate::response::ByteRange;
 
 /// The chunk range a PATCH or closing PUT declares: `<first>-<last>`, inclusive. The spec's
 /// grammar is `^[0-9]+-[0-9]+$`; the RFC 9110 form `bytes <first>-<last>/<total or *>` that
-/// some clients send is accepted too.
+/// some clients send is accepted too, unless it is invalid by RFC 9110 §14.4: a complete
+/// length that is not greater than `<last>` (`bytes 0-4/3`), or not a number or `*`.
 pub fn parse_content_range(value: &str) -> Option<ByteRange> {
     let value = value.trim();
-    let spec = match value.strip_prefix("bytes") {
+    let (spec, complete) = match value.strip_prefix("bytes") {
         Some(rest) => {
             let rest = rest.trim_start_matches([' ', '=']);
-            rest.split_once('/').map_or(rest, |(range, _total)| range)
+            match rest.split_once('/') {
+                Some((range, "*")) => (range, None),
+                Some((range, complete)) => (range, Some(parse_decimal(complete)?)),
+                None => (rest, None),
+            }
         }
-        None => value,
+        None => (value, None),
     };
     let (first, last) = spec.split_once('-')?;
     let first = parse_decimal(first)?;
     let last = parse_decimal(last)?;
-    (first <= last).then_some(ByteRange { first, last })
+    let consistent = first <= last && complete.is_none_or(|complete| last < complete);
+    consistent.then_some(ByteRange { first, last })
 }
 
+/// A decimal that fits a `u64`: an upload offset or length.
 fn parse_decimal(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()
+}
+
+/// A position or length in a `Range` header: RFC 9110's `1*DIGIT`, of any length. A value
+/// beyond `u64::MAX` is as good as `u64::MAX`: no object is that large, so a first position
+/// there is unsatisfiable (416), and a last position or suffix length there means "to the
+/// end" (206), as a 20-digit value must (RFC 9110 §14.1.1 allows any number of digits).
+fn parse_position(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
 }
 
 /// What a `Range` request header asks of an object of a known size.
@@ -58,7 +76,7 @@ pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
     match (first.is_empty(), last.is_empty()) {
         (true, true) => RangeRequest::Whole,
         // Suffix range: the last N bytes.
-        (true, false) => match parse_decimal(last) {
+        (true, false) => match parse_position(last) {
             None => RangeRequest::Whole,
             Some(0) => RangeRequest::Unsatisfiable,
             Some(_) if size == 0 => RangeRequest::Unsatisfiable,
@@ -68,13 +86,13 @@ pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
             }),
         },
         (false, open_end) => {
-            let Some(first) = parse_decimal(first) else {
+            let Some(first) = parse_position(first) else {
                 return RangeRequest::Whole;
             };
             let last = if open_end {
                 u64::MAX
             } else {
-                match parse_decimal(last) {
+                match parse_position(last) {
                     Some(last) if last >= first => last,
                     // `bytes=500-0` selects nothing: 416, as the OCI conformance suite expects.
                     Some(_) => return RangeRequest::Unsatisfiable,
@@ -110,6 +128,50 @@ mod tests {
         assert_eq!(parse_content_range("-5"), None);
         assert_eq!(parse_content_range("a-b"), None);
         assert_eq!(parse_content_range("99999999999999999999-1"), None);
+    }
+
+    #[test]
+    fn content_range_with_a_complete_length_it_exceeds_is_invalid() {
+        assert_eq!(parse_content_range("bytes 0-4/5"), Some(r(0, 4)));
+        assert_eq!(parse_content_range("bytes 0-4/*"), Some(r(0, 4)));
+        assert_eq!(parse_content_range("bytes 0-4/3"), None);
+        assert_eq!(parse_content_range("bytes 0-4/4"), None);
+        assert_eq!(parse_content_range("bytes 0-4/x"), None);
+        assert_eq!(parse_content_range("bytes 0-4/"), None);
+        assert_eq!(
+            parse_content_range("bytes 0-4/99999999999999999999"),
+            None,
+            "a complete length beyond u64 is no length berth can store"
+        );
+    }
+
+    #[test]
+    fn range_values_of_twenty_digits_are_positions_past_any_object() {
+        let huge = "99999999999999999999";
+        assert_eq!(
+            parse_range(Some(&format!("bytes={huge}-")), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes={huge}-{huge}")), 10),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes=3-{huge}")), 10),
+            RangeRequest::Partial(r(3, 9))
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes=-{huge}")), 10),
+            RangeRequest::Partial(r(0, 9))
+        );
+        assert_eq!(
+            parse_range(Some("bytes=0000000000000000000000003-4"), 10),
+            RangeRequest::Partial(r(3, 4))
+        );
+        assert_eq!(
+            parse_range(Some(&format!("bytes=-{huge}")), 0),
+            RangeRequest::Unsatisfiable
+        );
     }
 
     #[test]

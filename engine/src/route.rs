@@ -11,17 +11,60 @@ use crate::digest::{Digest, DigestError};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::names;
 
-/// A manifest reference: a tag or a digest.
+/// A manifest reference: a tag or a digest, or text in its place that is neither.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
     Tag(String),
     Digest(Digest),
+    /// Neither a tag nor a digest (e.g. `.INVALID_MANIFEST_NAME`, `sha256:zz`): the spec says
+    /// a reference "MUST NOT be in any other format", so nothing can ever be stored under it.
+    /// A GET, HEAD or DELETE finds nothing there: 404 `MANIFEST_UNKNOWN`, the only failure the
+    /// spec's endpoint table lists for a manifest GET or HEAD (and what the reference registry
+    /// and the official conformance suite do). A PUT to it is a malformed request: 400, from
+    /// [`Reference::refusal`]. Routing it like any reference also lets authentication answer
+    /// first, as it does for a tag that does not exist.
+    Invalid(String),
+}
+
+impl Reference {
+    /// Reads the last path segment of a manifest URL.
+    pub fn parse(text: &str) -> Reference {
+        if text.contains(':') {
+            match Digest::parse(text) {
+                Ok(digest) => Reference::Digest(digest),
+                Err(_) => Reference::Invalid(text.to_owned()),
+            }
+        } else if names::is_valid_tag(text) {
+            Reference::Tag(text.to_owned())
+        } else {
+            Reference::Invalid(text.to_owned())
+        }
+    }
+
+    /// Why a manifest cannot be pushed to an [`Reference::Invalid`] reference (400:
+    /// `DIGEST_INVALID` or `UNSUPPORTED` for a digest-shaped one, `MANIFEST_INVALID` for the
+    /// rest); `None` for a tag or a digest.
+    pub fn refusal(&self) -> Option<RegistryError> {
+        let Reference::Invalid(text) = self else {
+            return None;
+        };
+        Some(if text.contains(':') {
+            match parse_digest(text) {
+                Err(e) => e,
+                Ok(_) => RegistryError::digest_invalid(format!("{text:?} is not a digest")),
+            }
+        } else {
+            RegistryError::manifest_invalid(format!(
+                "{text:?} is neither a digest nor a tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})"
+            ))
+        })
+    }
 }
 
 impl core::fmt::Display for Reference {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Reference::Tag(t) => f.write_str(t),
+            Reference::Tag(t) | Reference::Invalid(t) => f.write_str(t),
             Reference::Digest(d) => d.fmt(f),
         }
     }
@@ -104,7 +147,10 @@ fn parse_name(segments: &[&str]) -> Result<String> {
     } else {
         Err(RegistryError::name_invalid(format!(
             "invalid repository name {name:?}: names are lowercase path components \
-             [a-z0-9]+ joined by '.', '_', '__' or '-', separated by '/', at most 255 characters"
+             [a-z0-9]+ joined by '.', '_', '__' or '-', separated by '/', at most {} characters \
+             and at most {} in each component",
+            names::MAX_NAME_LEN,
+            names::MAX_COMPONENT_LEN
         )))
     }
 }
@@ -118,19 +164,6 @@ pub(crate) fn parse_digest(text: &str) -> Result<Digest> {
         ),
         _ => RegistryError::digest_invalid(format!("{text:?}: {e}")),
     })
-}
-
-fn parse_reference(text: &str) -> Result<Reference> {
-    if text.contains(':') {
-        return parse_digest(text).map(Reference::Digest);
-    }
-    if names::is_valid_tag(text) {
-        Ok(Reference::Tag(text.to_owned()))
-    } else {
-        Err(RegistryError::manifest_invalid(format!(
-            "{text:?} is neither a digest nor a tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})"
-        )))
-    }
 }
 
 /// Routes a request path (without its query).
@@ -176,7 +209,7 @@ pub fn route(path: &str) -> Result<Route> {
                 let name = parse_name(name_segments)?;
                 return Ok(Route::Manifest {
                     name,
-                    reference: parse_reference(reference)?,
+                    reference: Reference::parse(reference),
                 });
             }
             ("blobs", digest) => {

@@ -580,3 +580,38 @@ fn catalog_links_never_name_a_repository_the_caller_cannot_see() {
         r#"</v2/_catalog?n=2&last=team-a%2Fapp>; rel="next""#
     );
 }
+
+/// skopeo and podman answer a Basic challenge with `Basic Og==` (empty user, empty password)
+/// when they have no credentials: that is anonymous, with the anonymous grants, and not a
+/// failed login. The configuration is the one of the report: htpasswd users, anonymous pull
+/// of `public/*`, Basic challenges (no tokens).
+#[test]
+fn empty_basic_credentials_are_anonymous() {
+    let mut basic_only = config();
+    basic_only.token = None;
+    basic_only.password_jwt_keys.clear();
+    let mut d = driver_with_auth(basic_only);
+    seed(&mut d, "public/base");
+    let empty = [("authorization", "Basic Og==")];
+    let mut t = logged(&mut d, "GET", "/v2/", &empty, b"");
+    t += &logged(
+        &mut d,
+        "GET",
+        "/v2/public/base/manifests/latest",
+        &empty,
+        b"",
+    );
+    t += &logged(&mut d, "GET", "/v2/private/manifests/latest", &empty, b"");
+    t += &logged(&mut d, "PUT", "/v2/public/base/manifests/v2", &empty, b"");
+    assert_snapshot!(t);
+    // With tokens, the token endpoint hands such a caller an anonymous token.
+    let mut d = driver();
+    let response = d.send(request(
+        "GET",
+        "/token?service=registry.example.com&scope=repository:public/base:pull",
+        &empty,
+        Vec::new(),
+    ));
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert!(response.extensions().get::<AuthFailure>().is_none());
+}

@@ -424,8 +424,9 @@ fn non_distributable_layers_need_not_be_pushed() {
 fn image_index_requires_its_manifests() {
     let mut d = driver();
     let child = push_image(&mut d, "multi", "amd64", b"amd64 layer", "");
+    let size = image_manifest(&[(&sha256(b"amd64 layer"), 11)], "").len();
     let index = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child}","size":1,"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child}","size":{size},"platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
     );
     let missing = index.replace(&child, &sha256(b"no such manifest"));
     let mut t = exchange(
@@ -728,4 +729,212 @@ fn deleting_a_manifest_with_40_tags_reads_them_concurrently_and_untags_all() {
         ));
         assert_eq!(r.body().as_ref(), br#"{"name":"app","tags":[]}"#);
     }
+}
+
+#[test]
+fn a_content_range_longer_than_its_complete_length_is_refused() {
+    let mut d = driver();
+    let post = d.send(berth_engine::testing::request(
+        "POST",
+        "/v2/r/blobs/uploads/",
+        &[],
+        vec![],
+    ));
+    let url = location(&post);
+    let mut t = exchange(
+        &mut d,
+        "PATCH",
+        &url,
+        &[("content-range", "bytes 0-4/3")],
+        b"01234",
+    );
+    t += &exchange(&mut d, "GET", &url, &[], b"");
+    t += &exchange(
+        &mut d,
+        "PATCH",
+        &url,
+        &[("content-range", "bytes 0-4/5")],
+        b"01234",
+    );
+    assert_snapshot!(t);
+}
+
+#[test]
+fn range_positions_of_twenty_digits_are_416_or_206_not_ignored() {
+    let mut d = driver();
+    let digest = push_blob(&mut d, "r", b"0123456789");
+    let uri = format!("/v2/r/blobs/{digest}");
+    let huge = "99999999999999999999";
+    let mut t = String::new();
+    for range in [
+        format!("bytes={huge}-"),
+        format!("bytes=-{huge}"),
+        format!("bytes=4-{huge}"),
+    ] {
+        t += &exchange(&mut d, "GET", &uri, &[("range", &range)], b"");
+    }
+    assert_snapshot!(t);
+}
+
+#[test]
+fn repository_name_components_above_250_characters_are_refused_before_anything_is_written() {
+    let mut d = driver();
+    let long = "a".repeat(251);
+    let digest = sha256(b"blob");
+    let mut t = exchange(
+        &mut d,
+        "POST",
+        &format!("/v2/{long}/blobs/uploads/?digest={digest}"),
+        &[],
+        b"blob",
+    );
+    t += &exchange(&mut d, "GET", &format!("/v2/x/{long}/tags/list"), &[], b"");
+    assert_snapshot!(t);
+    assert_eq!(d.store.keys().count(), 0, "nothing was written");
+    // The longest names that are accepted: 255 characters, components of up to 250.
+    for name in [
+        format!("{}/{}", "a".repeat(250), "b".repeat(4)),
+        format!("{}/{}", "b".repeat(4), "a".repeat(250)),
+    ] {
+        push_image(&mut d, &name, "v1", b"layer", "");
+    }
+}
+
+/// `.INVALID_MANIFEST_NAME` is the official conformance suite's; the others are a tag
+/// starting with `-`, a tag of 129 characters, a malformed digest and an unsupported one.
+const INVALID_REFERENCES: [&str; 5] = [
+    ".INVALID_MANIFEST_NAME",
+    "-bad",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "sha256:zz",
+    "md5:d41d8cd98f00b204e9800998ecf8427e",
+];
+
+#[test]
+fn manifest_references_that_are_neither_tag_nor_digest_are_unknown_but_cannot_be_pushed() {
+    assert_eq!(INVALID_REFERENCES[2].len(), 129);
+    let mut d = driver();
+    push_image(&mut d, "app", "v1", b"layer", "");
+    let manifest = image_manifest(&[(&sha256(b"layer"), 5)], "");
+    let mut t = String::new();
+    for reference in INVALID_REFERENCES {
+        let uri = format!("/v2/app/manifests/{reference}");
+        t += &exchange(&mut d, "GET", &uri, &[], b"");
+        t += &exchange(&mut d, "HEAD", &uri, &[], b"");
+        t += &exchange(&mut d, "DELETE", &uri, &[], b"");
+        t += &exchange(
+            &mut d,
+            "PUT",
+            &uri,
+            &[("content-type", OCI_MANIFEST)],
+            manifest.as_bytes(),
+        );
+    }
+    // In a repository that does not exist, the same.
+    t += &exchange(&mut d, "GET", "/v2/nowhere/manifests/-bad", &[], b"");
+    assert_snapshot!(t);
+}
+
+#[test]
+fn image_index_descriptors_must_give_the_manifest_size() {
+    let mut d = driver();
+    let child = push_image(&mut d, "multi", "amd64", b"amd64 layer", "");
+    let size = image_manifest(&[(&sha256(b"amd64 layer"), 11)], "").len();
+    // A Docker manifest list of the OCI manifest (their media type lines differ in length,
+    // which the size must not depend on).
+    let list = |size: usize| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child}","size":{size}}}]}}"#
+        )
+    };
+    let index = |size: usize| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child}","size":{size}}}]}}"#
+        )
+    };
+    let mut t = String::new();
+    for (tag, body) in [
+        ("short", index(size - 1)),
+        ("long", index(size + 1)),
+        ("list-long", list(size + 1)),
+        ("right", index(size)),
+        ("list-right", list(size)),
+    ] {
+        let media_type = if tag.starts_with("list") {
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        } else {
+            OCI_INDEX
+        };
+        t += &exchange(
+            &mut d,
+            "PUT",
+            &format!("/v2/multi/manifests/{tag}"),
+            &[("content-type", media_type)],
+            body.as_bytes(),
+        );
+    }
+    // The index of the list is checked the same way: the list's own size counts.
+    let list_digest = sha256(list(size).as_bytes());
+    let nested = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","digest":"{list_digest}","size":{}}}]}}"#,
+        list(size).len()
+    );
+    t += &exchange(
+        &mut d,
+        "PUT",
+        "/v2/multi/manifests/nested",
+        &[("content-type", OCI_INDEX)],
+        nested.as_bytes(),
+    );
+    assert_snapshot!(t);
+}
+
+#[test]
+fn a_manifest_body_shorter_than_its_content_length_is_size_invalid() {
+    let mut d = driver();
+    push_blob(&mut d, "app", b"{}");
+    let manifest = image_manifest(&[], "");
+    let declared = (manifest.len() + 10).to_string();
+    // The runtime's body ended early (a runtime that does not enforce Content-Length).
+    let mut t = exchange(
+        &mut d,
+        "PUT",
+        "/v2/app/manifests/short",
+        &[
+            ("content-type", OCI_MANIFEST),
+            ("content-length", &declared),
+        ],
+        manifest.as_bytes(),
+    );
+    // The body broke off: the client went away or stalled past the runtime's timeout.
+    d.chunk_size = 16;
+    let mut reads = 0;
+    d.intercept(move |effect, _| match effect {
+        berth_engine::Effect::ReadBody => {
+            reads += 1;
+            (reads % 3 == 0).then(|| berth_engine::Outcome::Failed("body timed out".into()))
+        }
+        _ => None,
+    });
+    t += &exchange(
+        &mut d,
+        "PUT",
+        "/v2/app/manifests/broken",
+        &[("content-type", OCI_MANIFEST)],
+        manifest.as_bytes(),
+    );
+    // The same without a Content-Length (a chunked body): nothing to compare, so the
+    // manifest itself is invalid.
+    let request = http::Request::builder()
+        .method("PUT")
+        .uri("/v2/app/manifests/unframed")
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone().into_bytes())
+        .unwrap();
+    let response = d.send(request);
+    t += "> PUT /v2/app/manifests/unframed (no content-length)\n";
+    t += &render_response(&response);
+    d.clear_interceptor();
+    t += &exchange(&mut d, "GET", "/v2/app/tags/list", &[], b"");
+    assert_snapshot!(t);
 }

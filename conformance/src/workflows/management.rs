@@ -132,6 +132,31 @@ pub(super) fn tests() -> Vec<Test> {
         ),
         test!(
             ContentManagement,
+            "management/delete-invalid-reference",
+            S_DELETE_MANIFESTS,
+            |cx| {
+                for reference in super::invalid_references() {
+                    let ex = cx.send(
+                        "DELETE",
+                        &format!("/v2/{}/manifests/{reference}", cx.ns()),
+                        &[],
+                        Vec::new(),
+                    )?;
+                    ex.status_in(
+                        &[400, 404],
+                        "deleting by a reference that is neither a tag nor a digest deletes nothing: 404, or 400 for the malformed request (end-9)",
+                    )?;
+                    ex.error_code_in_if_json(&[
+                        "MANIFEST_UNKNOWN",
+                        "NAME_UNKNOWN",
+                        "MANIFEST_INVALID",
+                    ])?;
+                }
+                Ok(())
+            }
+        ),
+        test!(
+            ContentManagement,
             "management/delete-manifest-unknown-repository-404",
             S_DELETE_MANIFESTS,
             |cx| {

@@ -250,6 +250,17 @@ impl Exchange {
         self.error_code_in(&[code])
     }
 
+    /// Where the spec lets a 4xx body be anything ("A 4XX response code from the registry MAY
+    /// return a body in any format"): a JSON body must be a spec error body with one of
+    /// `codes`; any other body is accepted.
+    fn error_code_in_if_json(&self, codes: &[&str]) -> Check {
+        if self.json().is_some() {
+            self.error_code_in(codes)
+        } else {
+            Ok(())
+        }
+    }
+
     fn has_header(&self, name: &str, requirement: &str) -> Check {
         self.check(
             self.header(name).is_some_and(|v| !v.is_empty()),
@@ -720,6 +731,17 @@ fn image_index(manifests: &[(&str, &str, usize)], extra: &str) -> String {
         r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]{extra}}}"#,
         manifests.join(",")
     )
+}
+
+/// Manifest references that are neither a tag nor a digest ("The `<tag-or-digest>` MUST NOT
+/// be in any other format"): the official suite's `.INVALID_MANIFEST_NAME`, a tag starting
+/// with `-`, and a tag one character over the 128 the spec allows.
+fn invalid_references() -> Vec<String> {
+    vec![
+        ".INVALID_MANIFEST_NAME".to_owned(),
+        "-leading-dash".to_owned(),
+        "t".repeat(129),
+    ]
 }
 
 /// The tags of a tags-list body, in the order listed.

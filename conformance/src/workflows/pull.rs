@@ -2,7 +2,7 @@
 
 use super::{
     Context, Exchange, OCI_MANIFEST, S_EXISTS, S_PULL_BLOBS, S_PULL_MANIFESTS, S_PUSH, S_SUPPORT,
-    Test, sha256, test,
+    Test, invalid_references, sha256, test,
 };
 use crate::headers::{ContentRange, parse_content_range};
 
@@ -261,6 +261,37 @@ pub(super) fn tests() -> Vec<Test> {
             }
             Ok(())
         }),
+        test!(
+            Pull,
+            "pull/manifest-get-invalid-reference-404",
+            S_PULL_MANIFESTS,
+            |cx| {
+                for reference in invalid_references() {
+                    let ex = cx.get(&format!("/v2/{}/manifests/{reference}", cx.ns()))?;
+                    ex.status_in(
+                        &[404],
+                        "a reference that is neither a tag nor a digest names no manifest: 404, the only failure the spec lists for a manifest GET (end-3; \"The <tag-or-digest> MUST NOT be in any other format\"; the official suite GETs .INVALID_MANIFEST_NAME and requires 404)",
+                    )?;
+                    ex.error_code_in_if_json(&["MANIFEST_UNKNOWN", "NAME_UNKNOWN"])?;
+                }
+                Ok(())
+            }
+        ),
+        test!(
+            Pull,
+            "pull/manifest-head-invalid-reference-404",
+            S_EXISTS,
+            |cx| {
+                for reference in invalid_references() {
+                    let ex = cx.head(&format!("/v2/{}/manifests/{reference}", cx.ns()))?;
+                    ex.status_in(
+                        &[404],
+                        "a reference that is neither a tag nor a digest names no manifest: \"If the blob or manifest is not found in the repository, the response code MUST be 404 Not Found\" (end-3; the official suite HEADs .INVALID_MANIFEST_NAME and requires 404)",
+                    )?;
+                }
+                Ok(())
+            }
+        ),
         test!(Pull, "pull/blob-unknown-404", S_PULL_BLOBS, |cx| {
             let digest = sha256(format!("absent blob {}", cx.run_id()).as_bytes());
             let ex = cx.get(&format!("/v2/{}/blobs/{digest}", cx.ns()))?;

@@ -65,7 +65,7 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Option<Credentials>, H
     };
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("basic") {
-        basic(rest).map(Some)
+        basic(rest)
     } else if scheme.eq_ignore_ascii_case("bearer") {
         bearer(rest).map(Some)
     } else {
@@ -75,10 +75,17 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Result<Option<Credentials>, H
     }
 }
 
-fn basic(encoded: &str) -> Result<Credentials, HeaderProblem> {
+/// Basic credentials; `None` for an empty user name with an empty password (`Basic Og==`),
+/// which is how skopeo and podman answer a Basic challenge when they have no credentials
+/// (even with `--src-no-creds`): that is an anonymous request, not a login as user `""`, so it
+/// gets what anonymous callers may do and no failed login is reported.
+fn basic(encoded: &str) -> Result<Option<Credentials>, HeaderProblem> {
     let decoded = BASIC_BASE64
         .decode(encoded)
         .map_err(|_| HeaderProblem::Malformed("Basic credentials are not base64"))?;
+    if decoded == b":" {
+        return Ok(None);
+    }
     let colon = decoded
         .iter()
         .position(|&b| b == b':')
@@ -92,10 +99,10 @@ fn basic(encoded: &str) -> Result<Credentials, HeaderProblem> {
     let (user, password) = decoded.split_at(colon);
     let user = String::from_utf8(user.to_vec())
         .map_err(|_| HeaderProblem::Malformed("Basic user name is not UTF-8"))?;
-    Ok(Credentials::Basic {
+    Ok(Some(Credentials::Basic {
         user,
         password: password[1..].to_vec(),
-    })
+    }))
 }
 
 fn bearer(token: &str) -> Result<Credentials, HeaderProblem> {
@@ -147,6 +154,34 @@ mod tests {
             Some(Credentials::Bearer("abc.def.ghi".into()))
         );
         assert_eq!(from_headers(&HeaderMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn empty_basic_credentials_are_none() {
+        for value in [&b"Basic Og=="[..], b"Basic Og", b"basic  Og=="] {
+            assert_eq!(
+                parse(value).unwrap(),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        // Only both parts empty: a user without a password, or a password without a user
+        // (a serverless-registry JWT password ignores the user name), are credentials.
+        assert_eq!(
+            parse(b"Basic YWxpY2U6").unwrap(),
+            Some(Credentials::Basic {
+                user: "alice".into(),
+                password: Vec::new()
+            })
+        );
+        assert_eq!(
+            parse(b"Basic OnB3").unwrap(),
+            Some(Credentials::Basic {
+                user: String::new(),
+                password: b"pw".to_vec()
+            })
+        );
     }
 
     #[test]

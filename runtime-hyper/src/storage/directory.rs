@@ -226,6 +226,13 @@ fn clamp(range: Option<ByteRange>, size: u64) -> (u64, u64) {
     }
 }
 
+/// Longest key segment stored: a segment is a file or directory name, an object's file name
+/// is its last segment plus `@`, and filesystems allow 255 bytes per name.
+const MAX_SEGMENT_LEN: usize = 250;
+// Every repository name the engine routes must be storable here (its components are key
+// segments); the engine refuses longer components with NAME_INVALID on every backend.
+const _: () = assert!(berth_engine::names::MAX_COMPONENT_LEN <= MAX_SEGMENT_LEN);
+
 /// Refuses keys that could escape the root or collide with the layout's own names. Keys come
 /// from the engine (validated names, digests, hex ids); this is defence in depth.
 pub fn check_key(key: &str) -> io::Result<()> {
@@ -233,7 +240,7 @@ pub fn check_key(key: &str) -> io::Result<()> {
         s.is_empty()
             || s == "."
             || s == ".."
-            || s.len() > 250
+            || s.len() > MAX_SEGMENT_LEN
             || s.contains(['\\', '\0', '@'])
             || s.chars().any(char::is_control)
     };
