@@ -171,6 +171,21 @@ impl RegistryError {
         error
     }
 
+    /// The message with the operator's detail (operation, key, the backend's words), for
+    /// reports that only operators read, such as maintenance's.
+    pub(crate) fn for_operators(&self) -> String {
+        match &self.internal {
+            Some(internal) if internal.key.is_empty() => {
+                format!("{}: {}", internal.operation, internal.reason)
+            }
+            Some(internal) => format!(
+                "{} {}: {}",
+                internal.operation, internal.key, internal.reason
+            ),
+            None => self.message.to_string(),
+        }
+    }
+
     /// A runtime's own failure: the client is told `what` failed ("running the request");
     /// `reason` is kept for the log.
     pub fn internal(what: &str, reason: impl Into<String>) -> RegistryError {

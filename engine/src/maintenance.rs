@@ -61,6 +61,11 @@ struct Report {
     unreadable: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unreadable_uploads: Vec<String>,
+    /// Uploads a storage operation failed on (a backend error, or a request finishing the same
+    /// upload at once): left as they are for the next pass, which the others do not wait for.
+    failed: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failures: Vec<String>,
     /// Blob pointers checked this pass.
     blobs_checked: u64,
     /// Blobs whose data was found missing this pass, now marked lost.
@@ -108,7 +113,13 @@ async fn uploads(cx: &Cx, report: &mut Report) -> Result<()> {
             if !crate::names::is_valid_upload_id(id) {
                 continue;
             }
-            upload(cx, id, prefix, report).await?;
+            if let Err(e) = upload(cx, id, prefix, report).await {
+                report.failed += 1;
+                remember(
+                    &mut report.failures,
+                    format!("upload {id}: {}", e.for_operators()),
+                );
+            }
         }
         if !listing.truncated {
             break;
@@ -192,7 +203,13 @@ async fn check_blobs(cx: &Cx, report: &mut Report) -> Result<()> {
             )
             .await?;
         for key in &listing.keys {
-            check_blob(cx, key, report).await?;
+            if let Err(e) = check_blob(cx, key, report).await {
+                report.failed += 1;
+                remember(
+                    &mut report.failures,
+                    format!("{key}: {}", e.for_operators()),
+                );
+            }
             checked += 1;
         }
         cursor.after = listing.keys.last().cloned();

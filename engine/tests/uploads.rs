@@ -381,7 +381,7 @@ fn maintenance_removes_expired_uploads_and_keeps_active_ones() {
     let summary = d.maintain();
     assert_eq!(
         summary.body().as_ref(),
-        br#"{"expired":1,"active":1,"orphaned":0,"published":0,"unfinishable":0,"resumed_deletions":0,"unreadable":0,"blobs_checked":0,"blobs_lost":0}"#
+        br#"{"expired":1,"active":1,"orphaned":0,"published":0,"unfinishable":0,"resumed_deletions":0,"unreadable":0,"failed":0,"blobs_checked":0,"blobs_lost":0}"#
     );
     assert_eq!(d.send(request("GET", &old, &[], vec![])).status(), 404);
     assert_eq!(d.send(request("GET", &fresh, &[], vec![])).status(), 204);
@@ -423,7 +423,7 @@ fn maintenance_keeps_the_data_of_an_upload_that_died_while_publishing() {
     // already there), and keeps the data.
     assert_eq!(
         d.maintain().body().as_ref(),
-        br#"{"expired":0,"active":0,"orphaned":0,"published":1,"unfinishable":0,"resumed_deletions":0,"unreadable":0,"blobs_checked":1,"blobs_lost":0}"#
+        br#"{"expired":0,"active":0,"orphaned":0,"published":1,"unfinishable":0,"resumed_deletions":0,"unreadable":0,"failed":0,"blobs_checked":1,"blobs_lost":0}"#
     );
     assert_eq!(get_blob(&mut d, "p", &digest), b"published");
 }

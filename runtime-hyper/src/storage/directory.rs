@@ -698,8 +698,13 @@ impl DirectoryBackend {
             let _lock = self.lock(key)?;
             match fs::remove_file(&path) {
                 Ok(()) => {
+                    // A concurrent delete of the last other entry may have pruned the directory
+                    // already: then there is nothing left to make durable.
                     if let Some(dir) = path.parent() {
-                        fsync_dir(dir)?;
+                        match fsync_dir(dir) {
+                            Err(e) if not_found(&e) => {}
+                            other => other?,
+                        }
                     }
                 }
                 Err(e) if not_found(&e) => return Ok(()),

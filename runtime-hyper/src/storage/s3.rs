@@ -306,6 +306,15 @@ impl S3Backend {
                 Err(e) => Outcome::Failed(e),
                 Ok(path) => match self.store.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Outcome::Deleted,
+                    // Aborting an upload the server no longer knows is done, by the effect's
+                    // contract; s3s-fs says so with 403 AccessDenied rather than 404
+                    // NoSuchUpload. Were it a real refusal, the incomplete upload would be left
+                    // to the bucket's lifecycle rule, as after a crash: nothing is lost, and a
+                    // maintenance pass does not stall on it forever.
+                    Err(object_store::Error::PermissionDenied { .. }) => {
+                        tracing::warn!(key, "abort-multipart refused with 403: taken as gone");
+                        Outcome::Deleted
+                    }
                     Err(e) => failed(&key, e),
                 },
             },
@@ -359,6 +368,15 @@ impl S3Backend {
                 Err(e) => Outcome::Failed(e),
                 Ok(path) => match self.store.abort_multipart(&path, &upload_id).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Outcome::Deleted,
+                    // Aborting an upload the server no longer knows is done, by the effect's
+                    // contract; s3s-fs says so with 403 AccessDenied rather than 404
+                    // NoSuchUpload. Were it a real refusal, the incomplete upload would be left
+                    // to the bucket's lifecycle rule, as after a crash: nothing is lost, and a
+                    // maintenance pass does not stall on it forever.
+                    Err(object_store::Error::PermissionDenied { .. }) => {
+                        tracing::warn!(key, "abort-multipart refused with 403: taken as gone");
+                        Outcome::Deleted
+                    }
                     Err(e) => failed(&key, e),
                 },
             },
