@@ -119,6 +119,35 @@ impl Route {
         }
     }
 
+    /// Most bytes of request body the engine holds in memory at once while it serves `head`
+    /// on this route: one part for a request that carries upload bytes (a `PATCH` or `PUT` on
+    /// an upload, a monolithic `POST ?digest=`), the manifest for a manifest `PUT`, nothing
+    /// for anything else (the engine reads no body, or only a bounded token form). A runtime
+    /// that keeps uploads within a memory budget reserves this much before it lets the
+    /// request's body in.
+    ///
+    /// A `Content-Length` lowers it only where nothing else is buffered with the body: a new
+    /// upload's `POST` and a manifest `PUT`. A `PATCH` or `PUT` on an existing upload may also
+    /// carry on the bytes the previous request left short of a part (its tail), which the
+    /// head does not tell. While those are copied into the part, the two coexist for a moment.
+    pub fn body_memory(&self, head: &http::request::Parts, config: &crate::Config) -> u64 {
+        let declared = head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let at_most = |limit: u64| declared.map_or(limit, |length| length.min(limit));
+        match (self, &head.method) {
+            (Route::Upload { .. }, &Method::PATCH | &Method::PUT) => config.part_size,
+            (Route::UploadStart { .. }, &Method::POST)
+                if Query::parse(head.uri.query()).get("digest").is_some() =>
+            {
+                at_most(config.part_size)
+            }
+            (Route::Manifest { .. }, &Method::PUT) => at_most(config.max_manifest_size as u64),
+            _ => 0,
+        }
+    }
+
     /// Which methods the route answers.
     pub fn allowed_methods(&self) -> &'static [Method] {
         const READ: &[Method] = &[Method::GET, Method::HEAD];
@@ -269,5 +298,54 @@ impl Query {
             .iter()
             .filter(move |(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory(method: &str, uri: &str, content_length: Option<u64>) -> u64 {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        if let Some(length) = content_length {
+            request = request.header(http::header::CONTENT_LENGTH, length);
+        }
+        let (head, ()) = request.body(()).unwrap().into_parts();
+        let config = crate::Config {
+            part_size: 8 << 20,
+            max_manifest_size: 1 << 20,
+            ..crate::Config::default()
+        };
+        route(head.uri.path()).unwrap().body_memory(&head, &config)
+    }
+
+    #[test]
+    fn requests_that_carry_blob_bytes_may_buffer_a_part_and_manifests_their_size() {
+        let upload = "/v2/a/b/blobs/uploads/0123456789abcdef0123456789abcdef";
+        assert_eq!(memory("PATCH", upload, Some(10)), 8 << 20);
+        assert_eq!(
+            memory("PUT", &format!("{upload}?digest=sha256:x"), Some(0)),
+            8 << 20
+        );
+        assert_eq!(memory("GET", upload, None), 0);
+        assert_eq!(memory("DELETE", upload, None), 0);
+        let start = "/v2/a/b/blobs/uploads/";
+        assert_eq!(
+            memory("POST", &format!("{start}?digest=sha256:x"), None),
+            8 << 20
+        );
+        assert_eq!(
+            memory("POST", &format!("{start}?digest=sha256:x"), Some(5)),
+            5
+        );
+        assert_eq!(memory("POST", start, Some(5)), 0);
+        assert_eq!(
+            memory("POST", &format!("{start}?mount=sha256:x&from=c"), None),
+            0
+        );
+        assert_eq!(memory("PUT", "/v2/a/manifests/v1", None), 1 << 20);
+        assert_eq!(memory("PUT", "/v2/a/manifests/v1", Some(700)), 700);
+        assert_eq!(memory("GET", "/v2/a/manifests/v1", None), 0);
+        assert_eq!(memory("GET", "/v2/", None), 0);
     }
 }

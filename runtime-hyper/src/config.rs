@@ -102,10 +102,25 @@ pub struct Settings {
     /// it is closed [default: 60].
     #[arg(long, env = "BERTH_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
-    /// Seconds a request body may go without a byte arriving before the request fails
-    /// [default: 60].
+    /// Seconds a request body may go without a byte arriving before the request fails; also
+    /// the window over which --min-body-rate is measured [default: 60].
     #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS")]
     pub body_timeout_secs: Option<u64>,
+    /// Least average rate of a request body, in bytes per second, over each
+    /// --body-timeout-secs spent waiting for it; a slower body fails its request, so a client
+    /// trickling bytes cannot hold its upload memory forever. 0: only the body timeout
+    /// [default: 16384].
+    #[arg(long, env = "BERTH_MIN_BODY_RATE")]
+    pub min_body_rate: Option<u64>,
+    /// Memory, in bytes, that request bodies being received may hold at once: one part
+    /// (--part-size) per upload request carrying blob bytes, the manifest of a manifest PUT.
+    /// A request beyond it waits up to --upload-memory-wait-secs, then gets 429 with
+    /// Retry-After. At least one part [default: 268435456 (256 MiB), or two parts if larger].
+    #[arg(long, env = "BERTH_UPLOAD_MEMORY")]
+    pub upload_memory: Option<u64>,
+    /// Seconds a request waits for --upload-memory before it gets 429 [default: 5].
+    #[arg(long, env = "BERTH_UPLOAD_MEMORY_WAIT_SECS")]
+    pub upload_memory_wait_secs: Option<u64>,
     /// Seconds a response may wait for the client to take more of its body before the
     /// connection is closed [default: 120].
     #[arg(long, env = "BERTH_SEND_TIMEOUT_SECS")]
@@ -590,6 +605,9 @@ struct FileSettings {
     header_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     body_timeout_secs: Option<u64>,
+    min_body_rate: Option<u64>,
+    upload_memory: Option<u64>,
+    upload_memory_wait_secs: Option<u64>,
     send_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     max_header_bytes: Option<usize>,
@@ -614,6 +632,9 @@ pub struct Resolved {
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
     pub body_timeout_secs: u64,
+    pub min_body_rate: u64,
+    pub upload_memory: u64,
+    pub upload_memory_wait_secs: u64,
     pub send_timeout_secs: u64,
     pub max_connections: usize,
     pub max_header_bytes: usize,
@@ -656,6 +677,16 @@ impl Settings {
         layer!(referrers_page_size);
         layer!(blob_checks_per_pass);
         engine.validate().map_err(|e| e.to_string())?;
+        let upload_memory = self.upload_memory.or(file.upload_memory);
+        let largest_body = engine.part_size.max(engine.max_manifest_size as u64);
+        if let Some(memory) = upload_memory
+            && memory < largest_body
+        {
+            return Err(format!(
+                "upload memory {memory} is smaller than one part or manifest ({largest_body} \
+                 bytes): no upload could be received"
+            ));
+        }
         Ok(Resolved {
             listen: self
                 .listen
@@ -738,6 +769,16 @@ impl Settings {
                 .or(file.body_timeout_secs)
                 .unwrap_or(60)
                 .max(1),
+            min_body_rate: self
+                .min_body_rate
+                .or(file.min_body_rate)
+                .unwrap_or(16 * 1024),
+            upload_memory: upload_memory
+                .unwrap_or_else(|| (256 * 1024 * 1024).max(2 * largest_body)),
+            upload_memory_wait_secs: self
+                .upload_memory_wait_secs
+                .or(file.upload_memory_wait_secs)
+                .unwrap_or(5),
             send_timeout_secs: self
                 .send_timeout_secs
                 .or(file.send_timeout_secs)
@@ -836,6 +877,27 @@ mod tests {
             .unwrap_err()
             .contains("part size")
         );
+    }
+
+    #[test]
+    fn upload_memory_holds_at_least_one_part_and_defaults_to_256_mib_or_two_parts() {
+        let resolved = Settings::default().resolve().unwrap();
+        assert_eq!(resolved.upload_memory, 256 * 1024 * 1024);
+        assert_eq!(resolved.min_body_rate, 16 * 1024);
+        let large_parts = Settings {
+            part_size: Some(512 * 1024 * 1024),
+            ..Settings::default()
+        };
+        assert_eq!(
+            large_parts.resolve().unwrap().upload_memory,
+            1024 * 1024 * 1024
+        );
+        let too_small = Settings {
+            upload_memory: Some(8 * 1024 * 1024),
+            ..Settings::default()
+        };
+        let error = too_small.resolve().unwrap_err();
+        assert!(error.contains("smaller than one part"), "{error}");
     }
 
     fn no_env(_: &str) -> Option<String> {

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub uploads_in_progress: Gauge<i64, AtomicI64>,
+    pub upload_memory_bytes: Gauge<i64, AtomicI64>,
     pub storage_seconds: Family<OperationLabels, Histogram>,
 }
 
@@ -72,6 +73,12 @@ impl Default for Metrics {
             "upload requests carrying blob bytes in (POST, PATCH, PUT) being served",
             uploads_in_progress.clone(),
         );
+        let upload_memory_bytes = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "upload_memory_bytes",
+            "bytes of --upload-memory reserved by requests whose bodies are being received",
+            upload_memory_bytes.clone(),
+        );
         let storage_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 4.0, 10))
         });
@@ -87,6 +94,7 @@ impl Default for Metrics {
             bytes_received,
             bytes_sent,
             uploads_in_progress,
+            upload_memory_bytes,
             storage_seconds,
         }
     }

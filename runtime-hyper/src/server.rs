@@ -34,11 +34,13 @@ pub struct Server {
     pub registry: Registry,
     pub backend: Backend,
     pub metrics: Arc<Metrics>,
-    /// How long a request body may go without a byte.
-    pub body_timeout: Duration,
-    /// Largest request head (request line and headers) served; larger ones get 431. hyper's
-    /// read buffer, which also bounds the head it parses, is larger (see
-    /// [`HTTP1_READ_BUFFER`]), so this limit is checked here.
+    /// What a request body must deliver, and in how long.
+    pub body_pace: BodyPace,
+    /// The memory budget of request bodies the engine buffers.
+    pub upload_memory: Arc<UploadMemory>,
+    /// Largest request head (request line and headers) served; larger ones get 431. hyper
+    /// enforces it on an HTTP/1.1 head while it arrives (see `serve`); this check also
+    /// covers HTTP/2, whose header lists hyper measures in its own way.
     pub max_header_bytes: usize,
 }
 
@@ -46,8 +48,9 @@ pub struct Server {
 /// of a request body read from the socket. Body chunks of at most 64 KiB (when this was
 /// `--max-header-bytes`) cost a 1 GiB push a quarter of its server CPU in wake-ups and task
 /// switches: `perf` showed SHA-256 at 40% of the samples with 64 KiB and at 52–57% with 1 MiB
-/// for the same work. The price is that a connection may hold up to this much of a head before
-/// [`Server::max_header_bytes`] refuses it.
+/// for the same work. A head is held to [`Server::max_header_bytes`] separately: hyper refuses
+/// an unfinished head (431) as soon as its buffer holds that much, so a connection that sends
+/// an endless header holds about that much, not this.
 pub const HTTP1_READ_BUFFER: usize = 1024 * 1024;
 
 /// Size of a request head as sent: the request line and every header line.
@@ -62,6 +65,113 @@ fn head_size(parts: &http::request::Parts) -> usize {
         .sum();
     request_line + headers + 2
 }
+
+/// The memory budget for request bodies that the engine buffers (upload parts, manifests):
+/// `--upload-memory`. A request that will buffer some (the engine says how much, with
+/// [`berth_engine::route::Route::body_memory`]) reserves it once the engine has let it in
+/// (authenticated, authorized, routed) and before any of its storage operations runs; it
+/// waits up to `wait` for what others hold, and is otherwise answered `429` with
+/// `Retry-After`. The reservation is returned when the request's transaction ends.
+pub struct UploadMemory {
+    /// One permit per KiB.
+    permits: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+    wait: Duration,
+    /// Woken when a reservation is returned (see [`return_freed_memory`]).
+    released: Arc<tokio::sync::Notify>,
+}
+
+/// Memory reserved by one request, returned when dropped.
+struct Reservation {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    released: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.released.notify_one();
+    }
+}
+
+impl UploadMemory {
+    pub fn new(total: u64, wait: Duration) -> UploadMemory {
+        let total_kib = u32::try_from(total.div_ceil(1024)).unwrap_or(u32::MAX);
+        UploadMemory {
+            permits: Arc::new(tokio::sync::Semaphore::new(total_kib as usize)),
+            total_kib,
+            wait,
+            released: Arc::default(),
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn reserved(&self) -> u64 {
+        let free = self.permits.available_permits() as u64;
+        (u64::from(self.total_kib) - free.min(u64::from(self.total_kib))) * 1024
+    }
+
+    /// Reserves `bytes` (at most the whole budget), waiting up to the configured time.
+    async fn reserve(&self, bytes: u64) -> Option<Reservation> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(self.total_kib);
+        let acquire = self.permits.clone().acquire_many_owned(kib);
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(permit)) => Some(Reservation {
+                _permit: permit,
+                released: self.released.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The answer to a request that found no memory: the spec's `429 TOOMANYREQUESTS`.
+    fn refusal(&self) -> berth_engine::Response {
+        let retry_after = self.wait.as_secs().max(1);
+        berth_engine::RegistryError::new(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            berth_engine::ErrorCode::TooManyRequests,
+            format!(
+                "the registry is receiving as many uploads as its memory allows; retry in \
+                 {retry_after} s"
+            ),
+        )
+        .with_header(http::header::RETRY_AFTER, retry_after.into())
+        .into_response()
+    }
+}
+
+/// Gives the memory of finished uploads back to the operating system, at most once a second
+/// while reservations are being returned.
+///
+/// glibc keeps a freed part buffer (16 MiB by default) in the arena of the thread that freed
+/// it for the next allocation of that thread, and releases only the top of a heap by itself:
+/// after 48 stalled uploads left, 683 of their 855 MiB stayed resident. `malloc_trim` returns
+/// every whole free page of every arena. Calling it only after uploads end, a second later,
+/// keeps it off a push's path: a buffer freed and reused within one request (one part after
+/// the next) never goes back, so a long push pays no page faults for it.
+pub async fn return_freed_memory(memory: Arc<UploadMemory>) {
+    loop {
+        memory.released.notified().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = tokio::task::spawn_blocking(trim_allocator).await;
+    }
+}
+
+/// Returns the free pages of every malloc arena to the operating system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_allocator() {
+    // SAFETY: malloc_trim takes no pointer and only walks glibc's own free lists, under the
+    // arena locks every allocation takes too; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other allocators (musl, macOS) return large freed blocks by themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_allocator() {}
 
 /// Permits to run a possibly slow credential check (bcrypt, about 90 ms of CPU), one per CPU.
 ///
@@ -132,8 +242,140 @@ fn entropy() -> Entropy {
 
 /// Where request body chunks come from: the HTTP body, or nothing (maintenance).
 enum BodySource {
-    Request(Incoming, Duration),
+    Request(RequestBody),
     None,
+}
+
+/// What a request body must deliver: in each `window` of time spent waiting for it, at
+/// least `min_bytes` (and at least one byte). Time the server spends elsewhere (storing a
+/// part, waiting for upload memory) is not the client's and does not count.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyPace {
+    /// `--body-timeout-secs`.
+    pub window: Duration,
+    /// `--min-body-rate` over one window.
+    pub min_bytes: u64,
+}
+
+impl BodyPace {
+    pub fn new(window: Duration, min_rate: u64) -> BodyPace {
+        BodyPace {
+            window,
+            min_bytes: min_rate.saturating_mul(window.as_secs()).max(1),
+        }
+    }
+}
+
+/// A request's body as the engine reads it, held to its [`BodyPace`].
+pub struct RequestBody {
+    incoming: Incoming,
+    pace: BodyPace,
+    /// Waiting time left in the current window.
+    window_left: Duration,
+    /// Bytes received in the current window.
+    window_bytes: u64,
+    /// The body ended or failed: nothing more is read from it.
+    finished: bool,
+    /// The client waits for `100 Continue` before it sends the body, which hyper sends when
+    /// the body is first read.
+    awaits_continue: bool,
+}
+
+impl RequestBody {
+    pub fn new(incoming: Incoming, pace: BodyPace, head: &http::request::Parts) -> RequestBody {
+        let awaits_continue = head
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        RequestBody {
+            incoming,
+            pace,
+            window_left: pace.window,
+            window_bytes: 0,
+            finished: false,
+            awaits_continue,
+        }
+    }
+
+    /// The next chunk, the end, or why the body failed. The wait counts against the current
+    /// window even when the caller stops waiting early (it races this with storage effects),
+    /// so a chunk asked for again resumes the window instead of restarting it.
+    async fn next_chunk(&mut self) -> Outcome {
+        if self.finished {
+            return Outcome::BodyEnd;
+        }
+        self.awaits_continue = false;
+        loop {
+            let outcome = {
+                let clock = WindowClock {
+                    left: &mut self.window_left,
+                    started: Instant::now(),
+                };
+                tokio::time::timeout(clock.remaining(), next_data(&mut self.incoming)).await
+            };
+            match outcome {
+                Ok(Outcome::BodyChunk(data)) => {
+                    self.window_bytes += data.len() as u64;
+                    return Outcome::BodyChunk(data);
+                }
+                Ok(other) => {
+                    self.finished = true;
+                    return other;
+                }
+                Err(_) if self.window_bytes >= self.pace.min_bytes => {
+                    self.window_left = self.pace.window;
+                    self.window_bytes = 0;
+                }
+                Err(_) => {
+                    self.finished = true;
+                    let secs = self.pace.window.as_secs();
+                    return Outcome::Failed(if self.window_bytes == 0 {
+                        format!("the client sent no request body bytes for {secs} s")
+                    } else {
+                        format!(
+                            "the client sent {} request body bytes in {secs} s, below the \
+                             minimum of {} bytes/s",
+                            self.window_bytes,
+                            self.pace.min_bytes / secs.max(1)
+                        )
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Charges the time spent waiting for a body chunk to the window, however the wait ends.
+struct WindowClock<'a> {
+    left: &'a mut Duration,
+    started: Instant,
+}
+
+impl WindowClock<'_> {
+    fn remaining(&self) -> Duration {
+        *self.left
+    }
+}
+
+impl Drop for WindowClock<'_> {
+    fn drop(&mut self) {
+        *self.left = self.left.saturating_sub(self.started.elapsed());
+    }
+}
+
+/// The next data frame of `incoming` (trailers are skipped), its end, or its failure.
+async fn next_data(incoming: &mut Incoming) -> Outcome {
+    loop {
+        match incoming.frame().await {
+            None => return Outcome::BodyEnd,
+            Some(Err(e)) => return Outcome::Failed(format!("reading the request: {e}")),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if data.is_empty() => continue,
+                Ok(data) => return Outcome::BodyChunk(data),
+                Err(_trailers) => continue,
+            },
+        }
+    }
 }
 
 /// Most bytes of a request body read and discarded after the engine answered without needing
@@ -143,8 +385,15 @@ enum BodySource {
 const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl BodySource {
-    /// Reads and discards what is left of the body, up to `limit` bytes.
+    /// Reads and discards what is left of the body, up to `limit` bytes: nothing once it
+    /// ended or failed, nor when the client still waits for `100 Continue` (it sends nothing
+    /// unless asked, and a read would ask it).
     async fn drain(&mut self, limit: u64) {
+        if let BodySource::Request(body) = self
+            && body.awaits_continue
+        {
+            return;
+        }
         let mut drained = 0u64;
         while drained < limit {
             match self.next_chunk().await {
@@ -155,31 +404,10 @@ impl BodySource {
     }
 
     async fn next_chunk(&mut self) -> Outcome {
-        let BodySource::Request(body, timeout) = self else {
-            return Outcome::BodyEnd;
-        };
-        let timeout = *timeout;
-        let next = async {
-            loop {
-                match body.frame().await {
-                    None => return Outcome::BodyEnd,
-                    Some(Err(e)) => return Outcome::Failed(format!("reading the request: {e}")),
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) if data.is_empty() => continue,
-                        Ok(data) => return Outcome::BodyChunk(data),
-                        Err(_trailers) => continue,
-                    },
-                }
-            }
-        };
-        tokio::time::timeout(timeout, next)
-            .await
-            .unwrap_or_else(|_| {
-                Outcome::Failed(format!(
-                    "the client sent no request body bytes for {} s",
-                    timeout.as_secs()
-                ))
-            })
+        match self {
+            BodySource::Request(body) => body.next_chunk().await,
+            BodySource::None => Outcome::BodyEnd,
+        }
     }
 }
 
@@ -203,14 +431,21 @@ impl Server {
     /// With `slow_auth` the transaction is polled with [`run_slow`] until it issues its first
     /// storage effect or its response: the engine decides who the caller is before either (a
     /// token form is read with body reads only), so no later poll can run bcrypt.
+    ///
+    /// A request that will buffer `body_memory` bytes of its body reserves them from
+    /// [`Server::upload_memory`] at the same point, once the engine has let it in and before
+    /// any of its effects runs: a request refused for want of memory has then changed
+    /// nothing, and a caller without the right to push never holds any.
     async fn drive(
         &self,
         mut transaction: Transaction,
         mut body: BodySource,
         mut slow_auth: bool,
+        body_memory: u64,
     ) -> (berth_engine::Response, u64) {
         let mut received = 0u64;
         let mut response = None;
+        let mut reservation = None;
         let mut waiting: VecDeque<(EffectId, Effect)> = VecDeque::new();
         let mut body_reads: VecDeque<EffectId> = VecDeque::new();
         let mut running = FuturesUnordered::new();
@@ -241,6 +476,14 @@ impl Server {
             }
             if done {
                 break;
+            }
+            if body_memory > 0 && reservation.is_none() && response.is_none() {
+                reservation = self.upload_memory.reserve(body_memory).await;
+                self.observe_upload_memory();
+                if reservation.is_none() {
+                    response = Some(self.upload_memory.refusal());
+                    break;
+                }
             }
             while running.len() < MAX_CONCURRENT_EFFECTS
                 && let Some((id, effect)) = waiting.pop_front()
@@ -276,6 +519,10 @@ impl Server {
                 tracing::error!("the engine refused an outcome: {e}");
             }
         }
+        drop((running, transaction, reservation));
+        if body_memory > 0 {
+            self.observe_upload_memory();
+        }
         body.drain(DRAIN_LIMIT).await;
         let response = response.unwrap_or_else(|| {
             berth_engine::RegistryError::new(
@@ -286,6 +533,11 @@ impl Server {
             .into_response()
         });
         (response, received)
+    }
+
+    fn observe_upload_memory(&self) {
+        let reserved = i64::try_from(self.upload_memory.reserved()).unwrap_or(i64::MAX);
+        self.metrics.upload_memory_bytes.set(reserved);
     }
 
     /// Whether verifying this request's credentials may run bcrypt (about 90 ms of CPU): some
@@ -316,7 +568,12 @@ impl Server {
         let (parts, incoming) = request.into_parts();
         let method = parts.method.clone();
         let path = parts.uri.path().to_owned();
-        let route = berth_engine::route::route(&path).map_or("unknown", |r| r.label());
+        let query = parts.uri.query().map(redact_query);
+        let routed = berth_engine::route::route(&path).ok();
+        let route = routed.as_ref().map_or("unknown", |r| r.label());
+        let body_memory = routed
+            .as_ref()
+            .map_or(0, |r| r.body_memory(&parts, self.registry.config()));
         // For the gauge only: requests that carry blob bytes in.
         let uploading = matches!(route, "upload-start" | "upload") && method != http::Method::GET;
         let upload_gauge = uploading.then(|| UploadGauge::new(&self.metrics));
@@ -334,22 +591,24 @@ impl Server {
             );
             Ok((refusal.into_response(), 0))
         } else {
+            let body = BodySource::Request(RequestBody::new(incoming, self.body_pace, &parts));
             let transaction = self
                 .registry
                 .begin(Request::from_parts(parts, ()), now(), entropy);
-            let body = BodySource::Request(incoming, self.body_timeout);
             if method == http::Method::GET || method == http::Method::HEAD {
                 // Reads run on the connection's own task, which saves a task hand-off (a
                 // cross-thread wake-up) per request: a fifth of a manifest GET's CPU. Should
                 // the client leave, stopping a read between two storage operations is harmless.
-                Ok(self.drive(transaction, body, slow_auth).await)
+                Ok(self.drive(transaction, body, slow_auth, body_memory).await)
             } else {
                 // Everything else runs in a task of its own: if the client goes away mid-request
                 // it still runs to its end (the engine sees the body fail and finishes cleanly)
                 // instead of stopping between two storage operations.
                 let driver = self.clone();
                 tokio::spawn(async move {
-                    let result = driver.drive(transaction, body, slow_auth).await;
+                    let result = driver
+                        .drive(transaction, body, slow_auth, body_memory)
+                        .await;
                     drop(upload_gauge);
                     result
                 })
@@ -401,6 +660,7 @@ impl Server {
             expected,
             method,
             path,
+            query,
             route,
             user,
             status: parts.status.as_u16(),
@@ -428,7 +688,7 @@ impl Server {
     /// its status and JSON summary.
     pub async fn maintain(&self) -> (http::StatusCode, String) {
         let transaction = self.registry.maintain(now());
-        let (response, _) = self.drive(transaction, BodySource::None, false).await;
+        let (response, _) = self.drive(transaction, BodySource::None, false, 0).await;
         log_failure(&response, &http::Method::POST, "(maintenance)");
         // A multipart upload untouched for twice the upload expiry belongs to no live upload:
         // the engine's own maintenance has removed every upload that old.
@@ -460,6 +720,68 @@ fn log_failure(response: &berth_engine::Response, method: &http::Method, path: &
             "request failed"
         );
     }
+}
+
+/// A query string for the log, with the value of every parameter whose name suggests a
+/// credential replaced by `REDACTED`. The spec's parameters (`digest`, `mount`, `from`, `n`,
+/// `last`, `artifactType`, `digest-algorithm`, the token endpoint's `scope`, `service`,
+/// `account`) are kept as sent (still percent-encoded, so a log line stays one line); names
+/// are compared decoded and case-blind, so an encoded `pass%77ord` is caught too.
+fn redact_query(query: &str) -> String {
+    const SECRET_NAMES: [&str; 10] = [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "state",
+        "signature",
+        "credential",
+        "auth",
+        "key",
+        "session",
+    ];
+    query
+        .split('&')
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            let decoded = percent_decoded_lowercase(name);
+            if SECRET_NAMES.iter().any(|secret| decoded.contains(secret)) {
+                format!("{name}=REDACTED")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `text` with `%XX` escapes and `+` decoded, ASCII-lowercased, for comparing names.
+fn percent_decoded_lowercase(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (byte, None) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).to_ascii_lowercase()
 }
 
 /// Logs an authentication refusal the engine reported (user name and reason: the engine
@@ -597,6 +919,8 @@ struct RequestRecord {
     metrics: Arc<Metrics>,
     method: http::Method,
     path: String,
+    /// The query string, credentials redacted ([`redact_query`]).
+    query: Option<String>,
     route: &'static str,
     /// Who made the request, when authentication is on and let it in.
     user: Option<String>,
@@ -628,11 +952,13 @@ impl Drop for RequestRecord {
         let ms = elapsed.as_millis() as u64;
         let method = self.method.as_str();
         let path = self.path.as_str();
+        let query = self.query.as_deref();
         let user = self.user.as_deref();
         match (&self.failed, self.complete) {
             (None, true) => tracing::info!(
                 method,
                 path,
+                query,
                 user,
                 status = self.status,
                 bytes_in = self.received,
@@ -643,6 +969,7 @@ impl Drop for RequestRecord {
             (failed, _) => tracing::warn!(
                 method,
                 path,
+                query,
                 user,
                 status = self.status,
                 bytes_in = self.received,
@@ -776,6 +1103,26 @@ mod tests {
         let plain = authenticator(false);
         assert!(!may_run_bcrypt(&plain, &get, "/v2/", &basic));
         assert!(!may_run_bcrypt(&plain, &post, "/auth/token", &none));
+    }
+
+    #[test]
+    fn the_logged_query_keeps_the_specs_parameters_and_redacts_credentials() {
+        let mount = "mount=sha256:abc&from=team%2Fapp&digest-algorithm=sha512&n=10&last=x";
+        assert_eq!(redact_query(mount), mount);
+        assert_eq!(
+            redact_query("service=registry&scope=repository:a:pull&account=ci"),
+            "service=registry&scope=repository:a:pull&account=ci"
+        );
+        assert_eq!(
+            redact_query("_state=abc&access_token=t&PASSWORD=p&pass%77ord=q&digest=sha256:1"),
+            "_state=REDACTED&access_token=REDACTED&PASSWORD=REDACTED&pass%77ord=REDACTED\
+             &digest=sha256:1"
+        );
+        assert_eq!(
+            redact_query("X-Amz-Signature=s&X-Amz-Credential=c&api_key=k&flag"),
+            "X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&api_key=REDACTED&flag"
+        );
+        assert_eq!(redact_query("%zz=1&%2=2"), "%zz=1&%2=2");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

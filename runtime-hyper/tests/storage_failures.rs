@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -198,39 +198,18 @@ fn relay(client: TcpStream, upstream: SocketAddr, script: &Mutex<Script>) -> std
     client.shutdown(Shutdown::Both)
 }
 
-/// `berth serve` with its log (stderr) in a file, killed when dropped.
+/// `berth serve` with its log kept (see `common::launch`), in plain text, killed when dropped.
 struct Logged {
     server: Server,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Logged {
     fn start(mut command: Command) -> Logged {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("berth.log");
-        let file = std::fs::File::create(&log).unwrap();
         command
             .env("RUST_LOG", "warn")
-            .env("BERTH_LOG_FORMAT", "text")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(file));
-        let mut child = command.spawn().expect("berth starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            panic!(
-                "berth did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        let addr = addr.parse().unwrap();
+            .env("BERTH_LOG_FORMAT", "text");
         Logged {
-            server: Server { child, addr },
-            log,
-            _dir: dir,
+            server: launch(command),
         }
     }
 
@@ -239,7 +218,7 @@ impl Logged {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
+        self.server.log()
     }
 }
 

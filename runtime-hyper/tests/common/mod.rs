@@ -1,20 +1,28 @@
 //! What the integration tests share: the real `berth` binary started on an ephemeral loopback
 //! port, a real S3 server (s3s-fs), and raw HTTP/1.1 over a TCP stream.
+//!
+//! A server's log (its stderr) is kept, not printed: a test that fails prints it, a test that
+//! passes leaves `cargo test`'s output to the tests.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256, Sha512};
 
 pub const MIB: usize = 1024 * 1024;
 
-/// A running `berth serve`, killed (SIGKILL) when dropped.
+/// A running `berth serve`, killed (SIGKILL) when dropped; its log is printed then if the
+/// test is failing.
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<u8>>>,
+    log_reader: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -30,6 +38,32 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The pipe closes with the process: the reader has the whole log.
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (up to 10 s) until the log has a line containing every one of `parts`, and
+    /// returns that line.
+    pub fn wait_for_log_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?} in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `berth serve` on the bucket of a running s3s-fs.
@@ -49,6 +83,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "── log of berth serve on {} ──\n{}── end of its log ──",
+                self.addr,
+                self.log()
+            );
+        }
     }
 }
 
@@ -61,25 +102,50 @@ pub fn start_with(storage: &str, args: &[&str]) -> Server {
     launch(command)
 }
 
+/// Starts `command` (a `berth serve`), with its log at `warn` unless the command sets
+/// `RUST_LOG`, and returns once it prints its address.
 pub fn launch(mut command: Command) -> Server {
+    if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+        command.env("RUST_LOG", "warn");
+    }
     let mut child = command
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("berth starts");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let log_reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                log.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        })
+    };
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("berth prints its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("berth did not start: first line {line:?}"))
-        .parse()
-        .unwrap();
-    Server { child, addr }
+    let mut server = Server {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        log,
+        log_reader: Some(log_reader),
+    };
+    let Some(addr) = line.trim().strip_prefix("listening on ") else {
+        server.kill();
+        let log = server.log();
+        drop(server);
+        panic!("berth did not start: first line {line:?}; its log:\n{log}");
+    };
+    server.addr = addr.parse().unwrap();
+    server
 }
 
 /// A real S3 server (s3s-fs) on a free loopback port with a fresh directory, killed when
