@@ -314,6 +314,8 @@ run_oras_py() {
       "${py[@]}" "$addr" team/oras-default token ci "$password" "$work/oras-$mode-default"
     check "oras-py, $mode: auth_backend=\"basic\": push and pull, byte-identical" \
       "${py[@]}" "$addr" team/oras-basic basic ci "$password" "$work/oras-$mode-basic"
+    check "oras-py, $mode: default auth backend: pull (logged in), of what the basic backend pushed" \
+      "${py[@]}" "$addr" team/oras-basic token ci "$password" "$work/oras-$mode-default-pull" pull
     check "oras-py, $mode: anonymous pull of public/* (default backend)" bash -c "
       '${py[0]}' '${py[1]}' $addr public/oras basic ci '$password' $work/oras-$mode-seed push &&
       '${py[0]}' '${py[1]}' $addr public/oras token '' '' $work/oras-$mode-anon pull"
