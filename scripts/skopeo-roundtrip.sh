@@ -10,7 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 auth=""
 if [ "${1:-}" = "--auth" ]; then auth=1; shift; fi
-berth="${1:-$root/target/debug/berth}"
+berth="${1:-${CARGO_TARGET_DIR:-$root/target}/debug/berth}"
 if ! command -v skopeo >/dev/null 2>&1; then
     echo "skopeo-roundtrip: installing Debian's skopeo"
     apt-get update -qq

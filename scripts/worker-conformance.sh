@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the OCI conformance suite (berth-conformance, all four workflows, 88 tests) against
+# Runs the OCI conformance suite (berth-conformance, all four workflows, 106 tests) against
 # berth's Cloudflare Worker under `wrangler dev` (workerd with a simulated R2 that enforces R2's
 # multipart rules), and requires every test the suite lists (`--list`) to pass: N passed,
 # 0 failed, 0 skipped, with N the suite's own count. Also checks that with credentials
@@ -12,8 +12,11 @@
 # (the Worker's USERNAME/PASSWORD vars and the suite's OCI_USERNAME/OCI_PASSWORD), and stops
 # wrangler (its process group, by the id it started) on exit.
 #
-# Environment: BERTH_CONFORMANCE_PROFILE (`dev`, default, reuses the debug build of the
-# workspace; or `release`) for the suite's own build; BERTH_WORKER_CONFORMANCE_KEEP=1 keeps the
+# Environment: BERTH_CONFORMANCE_BIN, a berth-conformance binary to run instead of building
+# one (scripts/test.sh passes the one its `cargo test --workspace` built: `cargo build -p
+# berth-conformance` alone resolves its dependencies' features differently from the
+# workspace, so it would compile most of them again); BERTH_CONFORMANCE_PROFILE (`dev`,
+# default, or `release`) for the suite's own build otherwise; BERTH_WORKER_CONFORMANCE_KEEP=1 keeps the
 # temporary directory (wrangler log, R2 state, reports); BERTH_WORKER_STARTUP_SECS (default
 # 900) bounds the build plus start-up; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -43,13 +46,21 @@ trap stop EXIT
 
 "$scripts/worker-setup.sh"
 
-case "${BERTH_CONFORMANCE_PROFILE:-dev}" in
-  dev) profile=() ;;
-  release) profile=(--release) ;;
-  *) say "BERTH_CONFORMANCE_PROFILE must be dev or release"; exit 1 ;;
-esac
-say "building the conformance suite"
-(cd "$root" && cargo build -q -p berth-conformance "${profile[@]}")
+if [[ -n "${BERTH_CONFORMANCE_BIN:-}" ]]; then
+  suite="$(cd "$root" && realpath "$BERTH_CONFORMANCE_BIN")"
+  [[ -x "$suite" ]] || { say "BERTH_CONFORMANCE_BIN=$BERTH_CONFORMANCE_BIN is not an executable"; exit 1; }
+  say "the conformance suite: $suite"
+else
+  case "${BERTH_CONFORMANCE_PROFILE:-dev}" in
+    dev) profile=(); profile_dir=debug ;;
+    release) profile=(--release); profile_dir=release ;;
+    *) say "BERTH_CONFORMANCE_PROFILE must be dev or release"; exit 1 ;;
+  esac
+  say "building the conformance suite"
+  (cd "$root" && cargo build -q -p berth-conformance "${profile[@]}")
+  suite="${CARGO_TARGET_DIR:-$root/target}/$profile_dir/berth-conformance"
+  [[ "$suite" == /* ]] || suite="$root/$suite"
+fi
 
 # Credentials for this run only: the Worker gets them as vars, the suite as OCI_*.
 username="conformance"
@@ -102,7 +113,7 @@ say "diagnostics routes: closed with credentials configured (the registry's 404)
 
 # The number of tests the suite has (all four workflows, as run below): a run that silently
 # ran fewer must not pass.
-expected="$(cd "$root" && cargo run -q -p berth-conformance "${profile[@]}" -- --list | grep -c .)"
+expected="$("$suite" --list | grep -c .)"
 if ! [[ "$expected" =~ ^[1-9][0-9]*$ ]]; then
   say "could not count the suite's tests (--list gave ${expected:-nothing})"
   exit 1
@@ -117,7 +128,7 @@ set +e
 (cd "$root" && unset OCI_TEST_PULL OCI_TEST_PUSH OCI_TEST_CONTENT_DISCOVERY \
   OCI_TEST_CONTENT_MANAGEMENT && OCI_ROOT_URL="$base" OCI_NAMESPACE="berth-worker/conformance" \
   OCI_USERNAME="$username" OCI_PASSWORD="$password" OCI_REPORT_DIR="$work/report" \
-  cargo run -q -p berth-conformance "${profile[@]}") | tee "$work/conformance.out"
+  "$suite") | tee "$work/conformance.out"
 status=${PIPESTATUS[0]}
 set -e
 summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$work/conformance.out" | tail -1)"

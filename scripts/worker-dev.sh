@@ -10,7 +10,7 @@
 # configured). Anonymous access is on (BERTH_ALLOW_ANONYMOUS, default true here: it is served
 # on loopback only) unless credentials are configured (USERNAME/PASSWORD etc. in
 # runtime-worker/.dev.vars, which is not committed), and
-# GET /cdn-cgi/handler/scheduled?cron=... runs the scheduled handler. The build is
+# GET /cdn-cgi/local/scheduled?cron=... runs the scheduled handler. The build is
 # wrangler.toml's [build] command, which wrangler dev runs first and again when src/ or js/
 # change.
 set -euo pipefail

@@ -258,7 +258,7 @@ check "a trap without a panic (abort): 500" 500 "$(code --max-time 30 "$st/abort
 check "  next request: 200" 200 "$(code --max-time 30 "$st/meta/o/stream")"
 
 echo "==> scheduled handler"
-check "cron trigger runs: 200" 200 "$(code "$base/cdn-cgi/handler/scheduled?cron=17+*+*+*+*")"
+check "cron trigger runs: 200" 200 "$(code "$base/cdn-cgi/local/scheduled?cron=17+*+*+*+*")"
 sleep 1
 check "  and runs the engine's maintenance against the bucket" yes \
   "$(grep -q 'berth: maintenance (17 \* \* \* \*): {"expired":' "$log" && echo yes)"
