@@ -220,6 +220,10 @@ impl Logged {
     fn log(&self) -> String {
         self.server.log()
     }
+
+    fn wait_for_log_line(&self, parts: &[&str]) -> String {
+        self.server.wait_for_log_line(parts)
+    }
 }
 
 /// `berth serve` on `s3://BUCKET/PREFIX` through `front`, with 5 MiB parts and `args`.
@@ -424,11 +428,8 @@ fn a_failed_part_upload_on_s3_tells_the_client_what_failed_and_the_log_the_rest(
         ],
     );
     // The log has what the client was not told, under the same request id.
-    let log = berth.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains(&id) && l.contains("request failed"))
-        .unwrap_or_else(|| panic!("no log line for request {id}:\n{log}"));
+    // The log is read from a pipe by a thread: the line may come after the answer.
+    let line = berth.wait_for_log_line(&[&id, "request failed"]);
     for detail in ["upload-part", "_data/", "AccessDenied"] {
         assert!(line.contains(detail), "{detail:?} not in {line}");
     }
@@ -470,11 +471,8 @@ fn an_unreadable_upload_state_on_a_directory_tells_the_client_what_failed_and_th
             "Is a directory",
         ],
     );
-    let log = berth.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains(&id) && l.contains("request failed"))
-        .unwrap_or_else(|| panic!("no log line for request {id}:\n{log}"));
+    // The log is read from a pipe by a thread: the line may come after the answer.
+    let line = berth.wait_for_log_line(&[&id, "request failed"]);
     assert!(line.contains(&format!("_uploads/{upload}/state")), "{line}");
 }
 
@@ -523,10 +521,5 @@ fn a_blob_whose_data_vanished_from_a_directory_is_a_500_without_its_path() {
     assert!(body.contains("reading a blob's data failed"), "{body}");
     let id = request_id_of(&headers, &body);
     assert_tells_nothing_internal(&body, &["_data", &writer, "secret-root", "os error"]);
-    let log = berth.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains(&id) && l.contains("_data/") && l.contains("request failed")),
-        "no log line for request {id}:\n{log}"
-    );
+    berth.wait_for_log_line(&[&id, "_data/", "request failed"]);
 }
